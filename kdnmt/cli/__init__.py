@@ -1,0 +1,1 @@
+"""The `kdnmt` command line: one thin Typer module per command (parse, call, print)."""

@@ -1,0 +1,47 @@
+"""The `kdnmt` Typer application: commands in pipeline order."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kdnmt import __version__
+from kdnmt.cli.evaluate import eval_command
+from kdnmt.cli.export import export_command
+from kdnmt.cli.prepare import prepare_command
+from kdnmt.cli.train import train_command
+from kdnmt.cli.translate import translate_command
+
+app = typer.Typer(
+    name="kdnmt",
+    help="Knowledge distillation for neural machine translation: a small, fast student from a "
+         "big teacher. Every command reads and writes one run directory.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("prepare")(prepare_command)
+app.command("train")(train_command)
+app.command("export")(export_command)
+app.command("translate")(translate_command)
+app.command("eval")(eval_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kdnmt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """kdnmt: knowledge distillation for NMT on OpenNMT-py and CTranslate2."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,43 @@
+"""`kdnmt translate`: raw text in on stdin, translations out on stdout, streaming."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+
+from kdnmt.cli.common import error_boundary
+from kdnmt.errors import KdnmtError, check
+
+
+def _stdin_lines(stream: BinaryIO) -> Iterator[str]:
+    for number, raw in enumerate(stream, start=1):
+        try:
+            yield raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise KdnmtError(f"standard input line {number}: invalid UTF-8") from None
+
+
+@error_boundary
+def translate_command(
+    model: Annotated[Path, typer.Option(help="Directory written by `kdnmt export`.")],
+    beam: Annotated[int, typer.Option(help="Beam size (1 = greedy).")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Batch size in tokens.")] = 1024,
+    max_length: Annotated[int, typer.Option(help="Maximum output length in pieces.")] = 256,
+) -> None:
+    """Translate stdin to stdout with an exported model, one line in, one line out."""
+    from kdnmt.export import SPM_NAME
+    from kdnmt.translation import Translator
+
+    check(model.is_dir(), f"{model} is not a directory (expected a `kdnmt export` output)")
+    check((model / SPM_NAME).is_file(),
+          f"{model} has no {SPM_NAME}: is it a `kdnmt export` directory?")
+    out = sys.stdout
+    with Translator(model, model / SPM_NAME, beam=beam, batch_tokens=batch_size,
+                    max_length=max_length) as translator:
+        for line in translator.translate_iter(_stdin_lines(sys.stdin.buffer)):
+            out.write(line + "\n")
+            out.flush()

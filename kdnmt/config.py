@@ -1,0 +1,195 @@
+"""Typed training configuration: presets, YAML in and out, unknown keys rejected.
+
+OpenNMT-py parses its options with ``parse_known_args``, so a typo in one of its configs is
+silently ignored. kdnmt's own configuration is small and strict instead: every key is known,
+typed and range-checked here, in one place, and a mistake names the key and the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdnmt.errors import KdnmtError, check
+
+
+@dataclass
+class ModelConfig:
+    """Transformer shape. Embeddings are shared between encoder, decoder and generator."""
+
+    enc_layers: int = 3
+    dec_layers: int = 3
+    hidden_size: int = 256
+    ff_size: int = 1024
+    heads: int = 4
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+
+    def validate(self) -> None:
+        for name in ("enc_layers", "dec_layers", "hidden_size", "ff_size", "heads"):
+            check(getattr(self, name) >= 1, f"model.{name} must be >= 1, got {getattr(self, name)}")
+        check(
+            self.hidden_size % self.heads == 0,
+            f"model.hidden_size ({self.hidden_size}) must be divisible by model.heads ({self.heads})",
+        )
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            check(0.0 <= value < 1.0, f"model.{name} must be in [0, 1), got {value}")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation and bookkeeping. Steps count optimizer updates, as in OpenNMT-py."""
+
+    steps: int = 2000
+    batch_size: int = 4096
+    accum_count: int = 1
+    learning_rate: float = 0.4  # noam scale: peak = lr * hidden^-0.5 * warmup^-0.5
+    warmup_steps: int = 400
+    label_smoothing: float = 0.1
+    max_length: int = 150
+    valid_steps: int = 500
+    save_steps: int = 500
+    keep_checkpoint: int = 3
+    report_every: int = 10
+    seed: int = 1
+    num_workers: int = 0
+    max_minutes: float = 0.0
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "accum_count", "max_length", "valid_steps",
+                     "save_steps", "report_every"):
+            check(getattr(self, name) >= 1, f"training.{name} must be >= 1, got {getattr(self, name)}")
+        check(self.warmup_steps >= 0, f"training.warmup_steps must be >= 0, got {self.warmup_steps}")
+        check(self.learning_rate > 0, f"training.learning_rate must be > 0, got {self.learning_rate}")
+        check(
+            0.0 <= self.label_smoothing < 1.0,
+            f"training.label_smoothing must be in [0, 1), got {self.label_smoothing}",
+        )
+        check(self.keep_checkpoint >= 1 or self.keep_checkpoint == -1,
+              f"training.keep_checkpoint must be >= 1 or -1 (keep all), got {self.keep_checkpoint}")
+        check(self.num_workers >= 0, f"training.num_workers must be >= 0, got {self.num_workers}")
+        check(self.max_minutes >= 0, f"training.max_minutes must be >= 0, got {self.max_minutes}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `kdnmt train` needs: a model shape and a training schedule."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.training.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: Presets, smallest first. Parameter counts (8k shared vocabulary) are in docs/train.md and
+#: are checked against the built OpenNMT-py model by tests/unit/test_config.py.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # ~2.4M: the smallest useful student; fast enough for the demo on 2 CPU cores.
+    "tiny": {
+        "model": {"enc_layers": 3, "dec_layers": 2, "hidden_size": 128, "ff_size": 512, "heads": 4},
+        "training": {"batch_size": 4096, "learning_rate": 0.4, "warmup_steps": 400},
+    },
+    # ~8.9M: deep encoder, shallow decoder (the decoder dominates decoding time).
+    "small": {
+        "model": {"enc_layers": 6, "dec_layers": 2, "hidden_size": 256, "ff_size": 1024, "heads": 4},
+        "training": {"batch_size": 4096, "learning_rate": 0.4, "warmup_steps": 800},
+    },
+    # ~36M: transformer-base width, six encoder and three decoder layers.
+    "base": {
+        "model": {"enc_layers": 6, "dec_layers": 3, "hidden_size": 512, "ff_size": 2048, "heads": 8},
+        "training": {"batch_size": 4096, "learning_rate": 2.0, "warmup_steps": 4000},
+    },
+    # ~48M: transformer-base (Vaswani et al. 2017), the usual teacher.
+    "big": {
+        "model": {"enc_layers": 6, "dec_layers": 6, "hidden_size": 512, "ff_size": 2048, "heads": 8},
+        "training": {"batch_size": 8192, "learning_rate": 2.0, "warmup_steps": 8000},
+    },
+}
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    """Check a YAML value against a dataclass field type; ints are accepted for floats."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool):
+        raise KdnmtError(f"{where}: expected an integer, got {value!r}")
+    if not isinstance(value, kind):
+        raise KdnmtError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _apply(section_obj: Any, values: Any, section: str, source: str) -> None:
+    check(isinstance(values, dict), f"{source}: section '{section}' must be a mapping")
+    known = {f.name: f for f in fields(section_obj)}
+    for key, value in values.items():
+        if key not in known:
+            raise KdnmtError(
+                f"{source}: unknown key '{section}.{key}' "
+                f"(valid keys: {', '.join(sorted(known))})"
+            )
+        kind = {"int": int, "float": float, "str": str, "bool": bool}[str(known[key].type)]
+        setattr(section_obj, key, _coerce(value, kind, f"{source}: {section}.{key}"))
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
+    """Apply a nested ``{"model": {...}, "training": {...}}`` mapping onto ``config``."""
+    check(isinstance(overrides, dict), f"{source}: the configuration must be a mapping")
+    sections = {"model": config.model, "training": config.training}
+    for name, values in overrides.items():
+        if name not in sections:
+            raise KdnmtError(
+                f"{source}: unknown section '{name}' (valid sections: {', '.join(sections)})"
+            )
+        _apply(sections[name], values, name, source)
+    return config
+
+
+def preset_config(preset: str) -> TrainConfig:
+    """The configuration of a named preset."""
+    if preset not in PRESETS:
+        raise KdnmtError(f"unknown preset '{preset}' (valid presets: {', '.join(PRESETS)})")
+    return apply_overrides(TrainConfig(), PRESETS[preset], f"preset {preset}")
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file or raise a clear error naming it."""
+    path = Path(path)
+    check(path.is_file(), f"config file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0]
+        raise KdnmtError(f"config file {path} is not valid YAML ({first})") from None
+
+
+def resolve_config(preset: str, config_file: Path | None = None,
+                   overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Preset, then the user's YAML file, then command-line overrides; validated."""
+    config = preset_config(preset)
+    if config_file is not None:
+        apply_overrides(config, load_yaml(config_file), str(config_file))
+    if overrides:
+        apply_overrides(config, overrides, "command line")
+    config.validate()
+    return config
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def config_from_dict(data: dict[str, Any], source: str) -> TrainConfig:
+    """Rebuild a resolved configuration written by :func:`config_to_yaml`."""
+    config = apply_overrides(TrainConfig(), data, source)
+    config.validate()
+    return config

@@ -1,0 +1,1 @@
+"""Parallel text: reading and validating corpora, SentencePiece, vocabularies."""

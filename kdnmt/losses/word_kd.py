@@ -1,0 +1,59 @@
+"""Word-level knowledge distillation (Kim & Rush 2016)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from kdnmt.losses._common import kl_rows, prepare, zero_loss
+
+
+def word_kd(
+    s: Tensor,
+    t: Tensor,
+    y: Tensor,
+    *,
+    alpha: float = 0.5,
+    temperature: float = 1.0,
+    label_smoothing: float = 0.0,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Interpolate label-smoothed CE on ``y`` with ``T^2``-scaled KL to the teacher.
+
+    ``sum_n (1-alpha) CE_ls(y_n, q_n) + alpha T^2 KL(softmax_T(t_n) || softmax_T(s_n))``
+
+    Why this form: the KL pulls the student towards the teacher's whole distribution at each
+    position (word-level KD), while the CE term keeps it anchored to the references. The
+    ``T^2`` factor keeps the KD gradient magnitude independent of the temperature (Hinton et
+    al. 2015), so ``alpha`` means the same thing at every ``T``.
+
+    ``CE_ls`` is exactly OpenNMT-py 3.5.1's criterion, ``torch.nn.CrossEntropyLoss(
+    reduction="sum", label_smoothing=ls)``: mass ``ls`` is spread uniformly over all V ids
+    (the gold id included), so runs with ``alpha=0`` reproduce plain OpenNMT-py training.
+
+    Args:
+        s: student logits ``[N, V]``.
+        t: teacher log-probs ``[N, V]``; ``-inf`` allowed (top-k teacher). The teacher is
+            re-softmaxed at temperature T (``softmax(t / T)``), which also renormalises it.
+        y: gold or pseudo-target ids ``[N]``.
+        alpha: weight of the KD term; ``alpha=1`` is pure distillation, 0 is plain CE.
+        temperature: T > 0, applied to both student and teacher in the KD term only.
+        label_smoothing: OpenNMT-py label smoothing of the CE term.
+        mask: optional ``[N]`` bool, True for real tokens; other rows contribute exactly 0.
+
+    Returns:
+        Scalar tensor, the sum over positions (the trainer divides by the token count).
+        Differentiable w.r.t. ``s`` only.
+    """
+    s, t, y = prepare(s, t, y, mask)
+    loss = zero_loss(s)
+    # Terms with weight 0 are skipped, so the edge cases are exactly CE or exactly KD.
+    if alpha != 1.0:
+        ce = F.cross_entropy(s, y, reduction="sum", label_smoothing=label_smoothing)
+        loss = loss + (1.0 - alpha) * ce
+    if alpha != 0.0:
+        log_p = F.log_softmax(t / temperature, dim=-1)
+        log_q = F.log_softmax(s / temperature, dim=-1)
+        kd = kl_rows(log_p, log_q).sum()
+        loss = loss + alpha * temperature**2 * kd
+    return loss

@@ -1,0 +1,57 @@
+"""Finding a run's trained models and their CTranslate2 conversions.
+
+A model is usable once ``models/NAME/model.json`` exists (written when training ends, or when
+a teacher is imported). Conversions are cached in ``ct2/NAME-QUANT`` and redone when the
+checkpoint's checksum changes, so `eval` after more training never scores a stale model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kdnmt.errors import KdnmtError, check
+from kdnmt.fileio import write_json
+from kdnmt.rundir import RunDir
+
+
+def load_model_info(run: RunDir, name: str) -> dict[str, Any]:
+    """The ``model.json`` of model ``name``; a clear error if it is not (yet) there."""
+    path = run.model_info_path(name)
+    if not path.is_file():
+        known = run.model_names()
+        hint = f"models in this run: {', '.join(known)}" if known else "this run has no model yet"
+        raise KdnmtError(f"unknown model '{name}' in {run.root} ({hint})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise KdnmtError(f"{path} is corrupt") from None
+
+
+def checkpoint_path(run: RunDir, info: dict[str, Any]) -> Path:
+    path = run.model_dir(info["name"]) / info["checkpoint"]
+    check(path.is_file(), f"checkpoint {path} of model '{info['name']}' is missing")
+    return path
+
+
+def ct2_model(run: RunDir, name: str, quantization: str) -> Path:
+    """The CTranslate2 conversion of model ``name``, converting (once) if needed."""
+    from kdnmt.onmt_bridge.convert import convert_checkpoint
+
+    info = load_model_info(run, name)
+    if info.get("ct2_only"):
+        return run.model_dir(name) / "ct2"
+    out = run.ct2_dir(name, quantization)
+    stamp = out / "kdnmt-source.json"
+    if stamp.is_file():
+        try:
+            if json.loads(stamp.read_text())["checkpoint_sha256"] == info["checkpoint_sha256"]:
+                return out
+        except (json.JSONDecodeError, KeyError):
+            pass
+    convert_checkpoint(checkpoint_path(run, info), out, quantization)
+    write_json(stamp, {"checkpoint": info["checkpoint"],
+                       "checkpoint_sha256": info["checkpoint_sha256"],
+                       "quantization": quantization})
+    return out

@@ -1,0 +1,105 @@
+"""Loading and inspecting OpenNMT-py checkpoints safely.
+
+Checkpoints are loaded with ``weights_only=True`` (see :mod:`.shims`): a checkpoint is data and
+must never run code. A truncated or foreign file becomes one clear :class:`KdnmtError`.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdnmt.errors import KdnmtError, check
+from kdnmt.onmt_bridge import shims
+
+shims.install()
+
+_STEP_RE = re.compile(r"_step_(\d+)\.pt$")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load an OpenNMT-py checkpoint on CPU, safely, or raise a clear error."""
+    path = Path(path)
+    check(path.is_file(), f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KdnmtError(
+            f"checkpoint {path} is corrupt or truncated and cannot be loaded ({first[:160]})"
+        ) from None
+    except Exception as exc:  # pickle.UnpicklingError for disallowed globals, among others
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KdnmtError(
+            f"checkpoint {path} cannot be loaded safely ({first[:160]})"
+        ) from None
+    check(
+        isinstance(checkpoint, dict) and {"model", "vocab", "opt"} <= set(checkpoint),
+        f"{path} is not an OpenNMT-py checkpoint (expected keys model, vocab, opt)",
+    )
+    return checkpoint
+
+
+def checkpoint_step(path: Path) -> int:
+    """Training step encoded in an OpenNMT-py checkpoint file name (``..._step_N.pt``)."""
+    match = _STEP_RE.search(Path(path).name)
+    return int(match.group(1)) if match else -1
+
+
+def list_checkpoints(model_dir: Path) -> list[Path]:
+    """Checkpoints saved by OpenNMT-py in ``model_dir``, oldest step first."""
+    found = [p for p in Path(model_dir).glob("*_step_*.pt") if checkpoint_step(p) >= 0]
+    return sorted(found, key=checkpoint_step)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What kdnmt needs to know about a checkpoint without building the model."""
+
+    src_vocab: list[str]
+    tgt_vocab: list[str]
+    self_attn_type: str
+    encoder_type: str
+    decoder_type: str
+    hidden_size: int
+    enc_layers: int
+    dec_layers: int
+    parameters: int
+
+
+def inspect_checkpoint(checkpoint: dict[str, Any]) -> CheckpointInfo:
+    """Summarise a loaded checkpoint: vocabularies, layout and parameter count."""
+    opt = checkpoint["opt"]
+    vocab = checkpoint["vocab"]
+    return CheckpointInfo(
+        src_vocab=list(vocab.get("src", [])),
+        tgt_vocab=list(vocab.get("tgt", [])),
+        self_attn_type=str(getattr(opt, "self_attn_type", "scaled-dot")),
+        encoder_type=str(getattr(opt, "encoder_type", "?")),
+        decoder_type=str(getattr(opt, "decoder_type", "?")),
+        hidden_size=int(getattr(opt, "hidden_size", 0) or 0),
+        enc_layers=int(getattr(opt, "enc_layers", 0) or 0),
+        dec_layers=int(getattr(opt, "dec_layers", 0) or 0),
+        parameters=count_parameters(checkpoint),
+    )
+
+
+def count_parameters(checkpoint: dict[str, Any]) -> int:
+    """Trainable parameters in a checkpoint, excluding buffers and tied duplicates."""
+    seen: set[int] = set()
+    total = 0
+    tensors = list(checkpoint["model"].items()) + list((checkpoint.get("generator") or {}).items())
+    for name, tensor in tensors:
+        if name.endswith(".pe.pe") or not tensor.is_floating_point():
+            continue
+        key = tensor.untyped_storage().data_ptr()
+        if key in seen:
+            continue
+        seen.add(key)
+        total += tensor.numel()
+    return total

@@ -1,0 +1,109 @@
+"""Compatibility shims that let OpenNMT-py 3.5.1 run on torch 2.13.
+
+OpenNMT-py is unmaintained and pins torch<2.3. Every workaround kdnmt needs lives here, each
+one commented with why, and ``tests/unit/test_onmt_shims.py`` fails loudly if one stops
+working. Nothing outside :mod:`kdnmt.onmt_bridge` imports ``onmt``; call :func:`install` (the
+bridge modules do) before importing it.
+
+1. Placeholder ``spacy`` and ``fasttext`` modules. ``onmt/transforms/__init__.py`` imports
+   every transform, and two of them import these at module level. We put a directory of
+   placeholder packages at the *end* of ``sys.path`` (a real installation still wins) rather than
+   in ``sys.modules``: OpenNMT-py's data loader uses ``multiprocessing_context="spawn"``, and a
+   spawned worker inherits the parent's ``sys.path`` but not its ``sys.modules``.
+2. Safe checkpoint loading. torch >= 2.6 defaults ``torch.load`` to ``weights_only=True``.
+   OpenNMT-py checkpoints hold an ``argparse.Namespace`` (the options); we allow exactly that
+   class with ``torch.serialization.add_safe_globals`` and keep safe loading on, so a checkpoint
+   can never run code. CTranslate2's OpenNMT-py converter calls ``torch.load(weights_only=True)``
+   itself, so it is called in-process (:mod:`kdnmt.onmt_bridge.convert`) under this allowance.
+3. OpenNMT-py's own ``torch.load`` calls (``model_saver.load_checkpoint``) pass no
+   ``weights_only`` and so get torch's safe default: with (2) they work unchanged.
+4. Atomic checkpoints. ``ModelSaver._save`` calls ``torch.save(checkpoint, path)`` straight onto
+   the final name, so a kill during a save leaves a truncated checkpoint that ``--resume`` would
+   pick up. The ``torch`` name inside ``onmt.models.model_saver`` is replaced by a proxy whose
+   ``save`` writes to a temporary file and renames it (:func:`patch_model_saver`).
+5. Logging. OpenNMT-py logs every step to the console, and its data iterator calls
+   ``init_logger()`` again at every epoch, which drops the file handler. kdnmt shows its own
+   progress, so :func:`log_to_file_only` keeps OpenNMT-py's log in the run directory (warnings
+   still reach the console) and pins the iterator's ``init_logger`` to that logger.
+6. Noise: OpenNMT-py triggers torch ``FutureWarning``s (``custom_fwd``/``custom_bwd``,
+   ``torch.cuda.amp.autocast``) on every import and step; they are filtered here, by module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import os
+import tempfile
+from typing import Any
+
+import torch
+
+PLACEHOLDER_DIR = Path(__file__).resolve().parent / "placeholders"
+
+_installed = False
+
+
+def install() -> None:
+    """Apply every shim once; safe to call many times."""
+    global _installed
+    if _installed:
+        return
+    placeholder_dir = str(PLACEHOLDER_DIR)
+    if placeholder_dir not in sys.path:
+        sys.path.append(placeholder_dir)
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    for module in ("onmt", "torch.cuda.amp", "torch.amp"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+    warnings.filterwarnings("ignore", message=".*torch.cuda.amp.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*custom_(fwd|bwd).*", category=FutureWarning)
+    _installed = True
+
+
+class _AtomicTorch:
+    """Stands in for ``torch`` inside ``onmt.models.model_saver``: atomic ``save``, rest as is."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    @staticmethod
+    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if not isinstance(f, str | os.PathLike):
+            torch.save(obj, f, *args, **kwargs)
+            return
+        directory = os.path.dirname(os.fspath(f)) or "."
+        fd, tmp = tempfile.mkstemp(prefix=".kdnmt-tmp-ckpt.", dir=directory)
+        os.close(fd)
+        try:
+            torch.save(obj, tmp, *args, **kwargs)
+            os.replace(tmp, f)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def patch_model_saver() -> None:
+    """Make OpenNMT-py's checkpoint writes atomic (shim 4). Imports ``onmt``."""
+    install()
+    import onmt.models.model_saver as model_saver
+
+    if not isinstance(model_saver.torch, _AtomicTorch):
+        model_saver.torch = _AtomicTorch()  # type: ignore[assignment]
+
+
+def log_to_file_only(log_file: str) -> None:
+    """Send OpenNMT-py's log to ``log_file``; only warnings reach the console (shim 5)."""
+    import logging
+
+    install()
+    import onmt.inputters.dynamic_iterator as dynamic_iterator
+    from onmt.utils.logging import init_logger
+
+    logger = init_logger(log_file)
+    for handler in logger.handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
+    dynamic_iterator.init_logger = lambda *args, **kwargs: logging.getLogger("onmt")

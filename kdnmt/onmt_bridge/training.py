@@ -1,0 +1,173 @@
+"""Run OpenNMT-py's trainer in-process, with kdnmt's progress, time budget and loss hook.
+
+This follows ``onmt.train_single.main`` step for step (vocab, model, optimizer, saver,
+trainer, iterators) and reuses every piece of it; it differs in three places that kdnmt needs:
+
+- progress goes to a callback (:class:`TrainReport`) instead of OpenNMT-py's console log;
+- a wall-clock budget stops training cleanly (and saves) instead of only a step count;
+- ``loss_factory`` may replace the training loss built by ``LossCompute.from_opts``: this is
+  the hook where distillation losses plug in (issue "kdnmt distill").
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kdnmt.errors import KdnmtError
+from kdnmt.onmt_bridge import shims
+
+shims.install()
+
+
+@dataclass
+class TrainReport:
+    """One progress report: training statistics since the previous report."""
+
+    step: int
+    total_steps: int
+    loss: float
+    accuracy: float
+    perplexity: float
+    tokens_per_second: float
+    learning_rate: float
+    elapsed: float
+
+
+@dataclass
+class ValidReport:
+    """Validation statistics at a step."""
+
+    step: int
+    loss: float
+    accuracy: float
+    perplexity: float
+
+
+@dataclass
+class TrainResult:
+    """How a training run ended."""
+
+    last_step: int
+    stopped_by_budget: bool
+    last_valid: ValidReport | None
+
+
+LossFactory = Callable[[argparse.Namespace, Any, dict[str, Any]], Any]
+
+
+def _report_manager_class() -> type:
+    from onmt.utils.report_manager import ReportMgrBase
+
+    class CallbackReportManager(ReportMgrBase):
+        """Sends OpenNMT-py's statistics to kdnmt callbacks instead of its logger."""
+
+        tensorboard_writer = None
+
+        def __init__(self, report_every: int, on_report: Callable[[TrainReport], None],
+                     on_valid: Callable[[ValidReport], None]):
+            super().__init__(report_every, start_time=-1.0)
+            self.on_report = on_report
+            self.on_valid = on_valid
+            self.last_valid: ValidReport | None = None
+
+        def _report_training(self, step, num_steps, learning_rate, patience, report_stats):
+            elapsed = max(report_stats.elapsed_time(), 1e-9)
+            xent = report_stats.xent()
+            if not math.isfinite(xent):
+                raise KdnmtError(
+                    f"training diverged at step {step}: the loss is {xent} "
+                    "(the last good checkpoint is kept; lower training.learning_rate)"
+                )
+            report = TrainReport(
+                step=step, total_steps=num_steps, loss=xent,
+                accuracy=report_stats.accuracy(), perplexity=report_stats.ppl(),
+                tokens_per_second=report_stats.n_words / elapsed,
+                learning_rate=learning_rate, elapsed=time.time() - self.start_time,
+            )
+            # The run's train.log keeps the same figures the progress bar shows.
+            self.log("Step %d/%d; loss %.4f; acc %.2f; ppl %.2f; %.0f tok/s; lr %.6f; %.0f s",
+                     step, num_steps, report.loss, report.accuracy, report.perplexity,
+                     report.tokens_per_second, learning_rate, report.elapsed)
+            self.on_report(report)
+
+        def _report_step(self, lr, patience, step, valid_stats=None, train_stats=None):
+            if valid_stats is not None:
+                self.last_valid = ValidReport(step=step, loss=valid_stats.xent(),
+                                              accuracy=valid_stats.accuracy(),
+                                              perplexity=valid_stats.ppl())
+                self.log("Validation step %d; loss %.4f; acc %.2f; ppl %.2f", step,
+                         self.last_valid.loss, self.last_valid.accuracy,
+                         self.last_valid.perplexity)
+                self.on_valid(self.last_valid)
+
+    return CallbackReportManager
+
+
+def _budgeted(iterator: Any, deadline: float | None, flag: dict[str, bool]) -> Iterator[Any]:
+    """Stop yielding batches once the wall-clock deadline has passed."""
+    for item in iterator:
+        if deadline is not None and time.monotonic() >= deadline:
+            flag["stopped"] = True
+            return
+        yield item
+
+
+def run_training(
+    opt: argparse.Namespace,
+    *,
+    on_report: Callable[[TrainReport], None] = lambda r: None,
+    on_valid: Callable[[ValidReport], None] = lambda r: None,
+    max_seconds: float = 0.0,
+    loss_factory: LossFactory | None = None,
+) -> TrainResult:
+    """Train on CPU (device -1) as ``onmt_train`` would; see the module docstring."""
+    from onmt.constants import CorpusTask
+    from onmt.inputters.dynamic_iterator import build_dynamic_dataset_iter
+    from onmt.model_builder import build_model
+    from onmt.models import build_model_saver
+    from onmt.train_single import _get_model_opts, _init_train, configure_process
+    from onmt.trainer import build_trainer
+    from onmt.utils.optimizers import Optimizer
+
+    shims.patch_model_saver()
+    device_id = -1
+    shims.log_to_file_only(opt.log_file)
+    configure_process(opt, device_id)
+    checkpoint, vocabs, transforms_cls = _init_train(opt)
+    model_opt = _get_model_opts(opt, checkpoint=checkpoint)
+    model = build_model(model_opt, opt, vocabs, checkpoint, device_id)
+    optim = Optimizer.from_opt(model, opt, checkpoint=checkpoint)
+    del checkpoint
+    model_saver = build_model_saver(model_opt, opt, model, vocabs, optim, device_id)
+    trainer = build_trainer(opt, device_id, model, vocabs, optim, model_saver=model_saver)
+    report_manager = _report_manager_class()(opt.report_every, on_report, on_valid)
+    trainer.report_manager = report_manager
+    if loss_factory is not None:
+        trainer.train_loss = loss_factory(opt, model, vocabs)
+
+    train_iter = build_dynamic_dataset_iter(opt, transforms_cls, vocabs, task=CorpusTask.TRAIN,
+                                            copy=False, device_id=device_id)
+    valid_iter = build_dynamic_dataset_iter(opt, transforms_cls, vocabs, task=CorpusTask.VALID,
+                                            copy=False, device_id=device_id)
+    deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
+    flag = {"stopped": False}
+    start_step = optim.training_step
+    if opt.train_steps and start_step > opt.train_steps:
+        return TrainResult(start_step - 1, False, None)
+    trainer.train(
+        _budgeted(train_iter, deadline, flag),
+        opt.train_steps,
+        save_checkpoint_steps=opt.save_checkpoint_steps,
+        valid_iter=valid_iter,
+        valid_steps=opt.valid_steps,
+    )
+    # Trainer.train saved the final checkpoint; optim.training_step is one past it.
+    torch.set_grad_enabled(True)
+    return TrainResult(optim.training_step - 1, flag["stopped"], report_manager.last_valid)

@@ -1,0 +1,119 @@
+"""The one place that names every artefact path of a run directory.
+
+A run directory holds everything one experiment produces, so any step can be rerun or
+resumed alone::
+
+    RUN/manifest.json            what `prepare` read and wrote (checksums, counts, settings)
+    RUN/spm.model, spm.vocab     the joint SentencePiece model every model of the run shares
+    RUN/vocab.txt                the OpenNMT-py vocabulary built from it
+    RUN/data/{split}.{lang}      cleaned text; {split}.sp.{lang} the same as pieces
+    RUN/models/NAME/             config.yaml, onmt.yaml, checkpoints, train.log, model.json
+    RUN/ct2/NAME-QUANT/          CTranslate2 conversions cached for eval and generate
+    RUN/reports/                 eval.json, eval.md
+    RUN/export/NAME-QUANT/       default `kdnmt export` destination
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdnmt import RUN_FORMAT, __version__
+from kdnmt.errors import KdnmtError, check
+
+SPLITS = ("train", "valid", "test")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_name(name: str, what: str = "model name") -> str:
+    """Model names become directory names: keep them to a safe alphabet."""
+    check(
+        bool(_NAME_RE.match(name)),
+        f"invalid {what} '{name}': use letters, digits, '.', '_' or '-' (at most 64)",
+    )
+    return name
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory. Creating the object touches nothing on disk."""
+
+    root: Path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def spm_model(self) -> Path:
+        return self.root / "spm.model"
+
+    @property
+    def spm_vocab(self) -> Path:
+        return self.root / "spm.vocab"
+
+    @property
+    def vocab(self) -> Path:
+        return self.root / "vocab.txt"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def text(self, split: str, lang: str) -> Path:
+        return self.data_dir / f"{split}.{lang}"
+
+    def pieces(self, split: str, lang: str) -> Path:
+        return self.data_dir / f"{split}.sp.{lang}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def model_dir(self, name: str) -> Path:
+        return self.models_dir / check_name(name)
+
+    def model_info_path(self, name: str) -> Path:
+        return self.model_dir(name) / "model.json"
+
+    def ct2_dir(self, name: str, quantization: str) -> Path:
+        return self.root / "ct2" / f"{check_name(name)}-{quantization}"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def export_dir(self, name: str, quantization: str) -> Path:
+        return self.root / "export" / f"{check_name(name)}-{quantization}"
+
+    # -- manifest --------------------------------------------------------------------------
+
+    def load_manifest(self) -> dict[str, Any]:
+        """The prepared run's manifest; refuses runs of another layout version."""
+        check(self.root.is_dir(), f"run directory {self.root} does not exist (run `kdnmt prepare`)")
+        check(
+            self.manifest_path.is_file(),
+            f"{self.root} is not a prepared run: {self.manifest_path.name} is missing "
+            "(run `kdnmt prepare`)",
+        )
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise KdnmtError(f"{self.manifest_path} is corrupt ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        check(isinstance(manifest, dict), f"{self.manifest_path} is corrupt (not a JSON object)")
+        found = manifest.get("run_format")
+        check(
+            found == RUN_FORMAT,
+            f"{self.root} was written by an incompatible kdnmt (run format {found!r}, this is "
+            f"kdnmt {__version__} with run format {RUN_FORMAT}): prepare a new run",
+        )
+        return manifest
+
+    def model_names(self) -> list[str]:
+        """Models of this run that have finished at least one checkpoint."""
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.models_dir.glob("*/model.json"))

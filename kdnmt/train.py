@@ -1,0 +1,158 @@
+"""`kdnmt train`: a teacher or a baseline student with OpenNMT-py's trainer, in-process.
+
+Resolves the configuration (preset, then ``--config``, then flags), writes it to the model
+directory before training starts (so a crash still leaves a record), trains through the bridge
+and, when training ends, writes ``model.json``: the marker that the model is complete, with its
+checkpoint, step, parameter count and checksums.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdnmt.config import TrainConfig, config_from_dict, config_to_yaml, resolve_config
+from kdnmt.errors import KdnmtError, check
+from kdnmt.fileio import sha256_file, write_json, write_text
+from kdnmt.rundir import RunDir
+
+
+@dataclass
+class TrainOptions:
+    run: Path
+    name: str
+    preset: str = "small"
+    config_file: Path | None = None
+    steps: int | None = None
+    max_minutes: float | None = None
+    resume: bool = False
+    force: bool = False
+    role: str = "teacher"
+
+
+def _overrides(opts: TrainOptions) -> dict[str, Any]:
+    training: dict[str, Any] = {}
+    if opts.steps is not None:
+        training["steps"] = opts.steps
+    if opts.max_minutes is not None:
+        training["max_minutes"] = opts.max_minutes
+    return {"training": training} if training else {}
+
+
+def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Path | None]:
+    """Decide between a fresh start and a resume; returns the config and the checkpoint to
+    resume from (or None)."""
+    from kdnmt.onmt_bridge.checkpoint import list_checkpoints, load_checkpoint
+
+    model_dir = run.model_dir(opts.name)
+    checkpoints = list_checkpoints(model_dir) if model_dir.is_dir() else []
+    saved_config = model_dir / "config.yaml"
+    if opts.resume:
+        check(saved_config.is_file(),
+              f"nothing to resume: {model_dir} has no config.yaml (train without --resume)")
+        try:
+            data = yaml.safe_load(saved_config.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            raise KdnmtError(f"{saved_config} is not valid YAML") from None
+        config = config_from_dict(data, str(saved_config))
+        from kdnmt.config import apply_overrides
+
+        apply_overrides(config, _overrides(opts), "command line")
+        config.validate()
+        if not checkpoints:
+            return config, None
+        latest = checkpoints[-1]
+        load_checkpoint(latest)  # a truncated checkpoint is a clear error, not a crash later
+        return config, latest
+    if model_dir.exists() and any(model_dir.iterdir()):
+        if not opts.force:
+            raise KdnmtError(
+                f"model '{opts.name}' already exists in {run.root}; "
+                "pass --resume to continue it or --force to start again"
+            )
+        shutil.rmtree(model_dir)
+    config = resolve_config(opts.preset, opts.config_file, _overrides(opts))
+    return config, None
+
+
+def train(
+    opts: TrainOptions,
+    on_report: Callable[[Any], None] = lambda r: None,
+    on_valid: Callable[[Any], None] = lambda r: None,
+    on_start: Callable[[TrainConfig, int], None] = lambda c, s: None,
+    loss_factory: Any = None,
+    extra_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train model ``opts.name`` of run ``opts.run``; returns its ``model.json`` content."""
+    from kdnmt.onmt_bridge.checkpoint import (
+        count_parameters,
+        list_checkpoints,
+        load_checkpoint,
+    )
+    from kdnmt.onmt_bridge.options import (
+        onmt_train_options,
+        parse_train_options,
+        write_onmt_yaml,
+    )
+    from kdnmt.onmt_bridge.training import run_training
+
+    run = RunDir(Path(opts.run))
+    manifest = run.load_manifest()
+    config, train_from = prepare_model_dir(run, opts)
+    src, tgt = manifest["src"], manifest["tgt"]
+    model_dir = run.model_dir(opts.name)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    write_text(model_dir / "config.yaml", config_to_yaml(config))
+    onmt_opts = onmt_train_options(
+        config,
+        train_src=run.pieces("train", src), train_tgt=run.pieces("train", tgt),
+        valid_src=run.pieces("valid", src), valid_tgt=run.pieces("valid", tgt),
+        vocab=run.vocab, vocab_entries=int(manifest["vocab"]["entries"]),
+        model_dir=model_dir, train_pairs=int(manifest["splits"]["train"]["kept"]),
+        train_from=train_from,
+    )
+    onmt_yaml = model_dir / "onmt.yaml"
+    write_onmt_yaml(onmt_opts, onmt_yaml)
+    opt = parse_train_options(onmt_yaml)
+    start_step = 0
+    if train_from is not None:
+        from kdnmt.onmt_bridge.checkpoint import checkpoint_step
+
+        start_step = checkpoint_step(train_from)
+    on_start(config, start_step)
+    result = run_training(opt, on_report=on_report, on_valid=on_valid,
+                          max_seconds=config.training.max_minutes * 60,
+                          loss_factory=loss_factory)
+    checkpoints = list_checkpoints(model_dir)
+    check(checkpoints, f"training of '{opts.name}' saved no checkpoint")
+    final = checkpoints[-1]
+    checkpoint = load_checkpoint(final)
+    info: dict[str, Any] = {
+        "name": opts.name,
+        "role": opts.role,
+        "preset": opts.preset,
+        "checkpoint": final.name,
+        "checkpoint_sha256": sha256_file(final),
+        "step": result.last_step,
+        "target_steps": config.training.steps,
+        "stopped_by_time_budget": result.stopped_by_budget,
+        "parameters": count_parameters(checkpoint),
+        "spm_sha256": manifest["sentencepiece"]["sha256"],
+        "vocab_sha256": manifest["vocab"]["sha256"],
+        "src": src,
+        "tgt": tgt,
+        "config": config.to_dict(),
+    }
+    if result.last_valid is not None:
+        info["valid"] = {"step": result.last_valid.step, "loss": result.last_valid.loss,
+                         "accuracy": result.last_valid.accuracy,
+                         "perplexity": result.last_valid.perplexity}
+    if extra_info:
+        info.update(extra_info)
+    write_json(run.model_info_path(opts.name), info)
+    return info
