@@ -21,6 +21,17 @@ from typing import IO, Any
 TMP_PREFIX = ".kdnmt-tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, directory: bool = False) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give outputs the usual mode."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; rename it onto ``dest`` if the block succeeds."""
@@ -31,6 +42,7 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _publish_mode(tmp_path)
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():
@@ -61,6 +73,7 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + ".", dir=dest.parent))
     try:
         yield tmp
+        _publish_mode(tmp, directory=True)
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "old.", dir=dest.parent))
             os.replace(dest, old / dest.name)

@@ -20,6 +20,7 @@ from kdnmt.corpus.spm import Tokenizer, encode_lines, train_spm, write_onmt_voca
 from kdnmt.corpus.text import iter_parallel, normalise, resolve_side
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import atomic_open, sha256_file, write_json
+from kdnmt.import_teacher import TeacherSource, adopt_teacher, register_teacher, write_teacher_vocab
 from kdnmt.rundir import RunDir
 
 _LANG_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -39,6 +40,7 @@ class PrepareOptions:
     max_tokens: int = 150
     character_coverage: float = 1.0
     force: bool = False
+    teacher: TeacherSource | None = None
 
 
 def check_lang(code: str, option: str) -> str:
@@ -127,31 +129,38 @@ def prepare(opts: PrepareOptions, on_stage: Callable[[str], None] = lambda _: No
     for prefix in prefixes.values():
         resolve_side(prefix, opts.src)
         resolve_side(prefix, opts.tgt)
-    run.data_dir.mkdir(parents=True, exist_ok=True)
     if run.manifest_path.exists():
         run.manifest_path.unlink()  # --force: the run is not 'prepared' until we finish
+    checked = None
+    if opts.teacher is not None:
+        on_stage("checking the teacher")
+        checked = adopt_teacher(opts.teacher, run)  # incompatible teachers fail before any work
+    run.data_dir.mkdir(parents=True, exist_ok=True)
 
     splits: dict[str, Any] = {}
     for split, prefix in prefixes.items():
         on_stage(f"validating {split}")
         splits[split] = _clean_split(split, prefix, opts, run)
 
-    on_stage("training SentencePiece")
-    train_spm(
-        [run.text("train", opts.src), run.text("train", opts.tgt)],
-        run.spm_model,
-        vocab_size=opts.vocab_size,
-        character_coverage=opts.character_coverage,
-    )
+    if checked is None:
+        on_stage("training SentencePiece")
+        train_spm(
+            [run.text("train", opts.src), run.text("train", opts.tgt)],
+            run.spm_model,
+            vocab_size=opts.vocab_size,
+            character_coverage=opts.character_coverage,
+        )
     tokenizer = Tokenizer(run.spm_model)
     for split in prefixes:
         on_stage(f"encoding {split}")
         _encode_split(split, splits[split], opts, run, tokenizer, filter_long=split != "test")
 
     on_stage("building the vocabulary")
-    vocab_entries = write_onmt_vocab(
-        tokenizer, [run.pieces("train", opts.src), run.pieces("train", opts.tgt)], run.vocab
-    )
+    train_pieces = [run.pieces("train", opts.src), run.pieces("train", opts.tgt)]
+    if checked is None:
+        vocab_entries = write_onmt_vocab(tokenizer, train_pieces, run.vocab)
+    else:
+        vocab_entries = write_teacher_vocab(checked, train_pieces, run.vocab)
     manifest = {
         "run_format": RUN_FORMAT,
         "kdnmt_version": __version__,
@@ -164,10 +173,18 @@ def prepare(opts: PrepareOptions, on_stage: Callable[[str], None] = lambda _: No
             "max_tokens": opts.max_tokens,
             "character_coverage": opts.character_coverage,
         },
-        "sentencepiece": {"model": run.spm_model.name, "sha256": sha256_file(run.spm_model)},
+        "sentencepiece": {"model": run.spm_model.name, "sha256": sha256_file(run.spm_model),
+                          "adopted_from": str(opts.teacher.spm.resolve()) if opts.teacher else None},
         "vocab": {"path": run.vocab.name, "entries": vocab_entries,
                   "sha256": sha256_file(run.vocab)},
         "splits": splits,
     }
+    if opts.teacher is not None and checked is not None:
+        on_stage("registering the teacher")
+        info = register_teacher(opts.teacher, checked, run, manifest)
+        manifest["teacher"] = {"name": info["name"], "imported_from": info["imported_from"],
+                               "checkpoint_sha256": info["checkpoint_sha256"],
+                               "ct2_only": bool(info.get("ct2_only")), "notes": checked.notes}
+        manifest["settings"]["vocab_size"] = vocab_entries - 4
     write_json(run.manifest_path, manifest)
     return manifest

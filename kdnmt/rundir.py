@@ -101,8 +101,8 @@ class RunDir:
         )
         try:
             manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise KdnmtError(f"{self.manifest_path} is corrupt ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise KdnmtError(f"{self.manifest_path} is corrupt (not valid JSON)") from None
         check(isinstance(manifest, dict), f"{self.manifest_path} is corrupt (not a JSON object)")
         found = manifest.get("run_format")
         check(

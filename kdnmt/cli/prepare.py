@@ -25,13 +25,36 @@ def prepare_command(
     character_coverage: Annotated[float, typer.Option(
         help="SentencePiece character coverage (0.9995 for CJK scripts).")] = 1.0,
     force: Annotated[bool, typer.Option(help="Prepare again over an existing run.")] = False,
+    teacher_checkpoint: Annotated[Path | None, typer.Option(
+        help="Adopt this OpenNMT-py teacher checkpoint (bring your own teacher).")] = None,
+    teacher_ct2: Annotated[Path | None, typer.Option(
+        help="Adopt this CTranslate2 teacher directory (sequence-level KD only).")] = None,
+    teacher_spm: Annotated[Path | None, typer.Option(
+        help="The teacher's SentencePiece model (required with a teacher).")] = None,
+    teacher_vocab: Annotated[Path | None, typer.Option(
+        help="The teacher's OpenNMT-py vocab file, checked against the checkpoint.")] = None,
+    teacher_name: Annotated[str, typer.Option(help="Model name of the adopted teacher.")] = "teacher",
 ) -> None:
     """Validate a parallel corpus and build the run's SentencePiece model and vocabulary."""
+    from kdnmt.errors import check
+    from kdnmt.import_teacher import TeacherSource
     from kdnmt.prepare import PrepareOptions, prepare
+    from kdnmt.rundir import check_name
 
+    teacher = None
+    if teacher_checkpoint or teacher_ct2 or teacher_spm or teacher_vocab:
+        check(teacher_spm is not None, "--teacher-spm is required with a teacher "
+              "(the run must use the teacher's SentencePiece model)")
+        check((teacher_checkpoint is None) != (teacher_ct2 is None),
+              "give exactly one of --teacher-checkpoint and --teacher-ct2")
+        check(teacher_vocab is None or teacher_checkpoint is not None,
+              "--teacher-vocab goes with --teacher-checkpoint")
+        teacher = TeacherSource(spm=teacher_spm, checkpoint=teacher_checkpoint,
+                                ct2_dir=teacher_ct2, vocab=teacher_vocab,
+                                name=check_name(teacher_name))
     opts = PrepareOptions(run=run, src=src, tgt=tgt, train=train, valid=valid, test=test,
                           vocab_size=vocab_size, max_tokens=max_tokens,
-                          character_coverage=character_coverage, force=force)
+                          character_coverage=character_coverage, force=force, teacher=teacher)
     with console.status("preparing") as status:
         manifest = prepare(opts, on_stage=lambda stage: status.update(stage))
     table = Table(title=f"prepared {run} ({src} → {tgt})")
@@ -43,3 +66,9 @@ def prepare_command(
     console.print(table)
     console.print(f"vocabulary: {manifest['vocab']['entries']:,} entries "
                   f"(SentencePiece {Path(manifest['sentencepiece']['model'])})")
+    if "teacher" in manifest:
+        teacher_info = manifest["teacher"]
+        console.print(f"teacher '{teacher_info['name']}' adopted from "
+                      f"{teacher_info['imported_from']}")
+        for note in teacher_info["notes"]:
+            console.print(f"  note: {note}")

@@ -54,7 +54,7 @@ def onmt_train_options(
         "tgt_vocab_size": vocab_entries,
         "data": {
             "corpus_1": {"path_src": str(train_src), "path_tgt": str(train_tgt),
-                         "transforms": ["filtertoolong"]},
+                         "transforms": ["filtertoolong"], "weight": 1},
             "valid": {"path_src": str(valid_src), "path_tgt": str(valid_tgt),
                       "transforms": ["filtertoolong"]},
         },

@@ -32,12 +32,11 @@ bridge modules do) before importing it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
-
-import os
-import tempfile
 from typing import Any
 
 import torch

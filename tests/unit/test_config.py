@@ -65,7 +65,7 @@ def test_documented_parameter_counts_match_built_models() -> None:
 
     text = DOCS.read_text()
     for name in PRESETS:
-        match = re.search(rf"^\| `{name}` \|.*?\| ([\d,]+) \|", text, flags=re.M)
+        match = re.search(rf"^\| `{name}` \|.*\| ([\d,]+) \|$", text, flags=re.M)
         assert match, f"docs/train.md has no row for preset {name}"
         documented = int(match.group(1).replace(",", ""))
         assert count_parameters_for(preset_config(name), vocab_entries=8003) == documented

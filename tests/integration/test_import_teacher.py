@@ -1,0 +1,143 @@
+"""Bring your own teacher: a tiny teacher trained in the test (with its own SentencePiece
+model) is adopted by a new run; every incompatibility gives its one-line message."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdnmt.corpus.spm import train_spm
+from kdnmt.onmt_bridge.checkpoint import load_checkpoint
+from tests.conftest import run_cli
+from tests.integration.test_bad_input import assert_clean_error
+
+
+@pytest.fixture(scope="module")
+def teacher(trained_run: Path) -> dict[str, Path]:
+    return {"ckpt": trained_run / "models" / "teacher" / "model_step_40.pt",
+            "spm": trained_run / "spm.model", "vocab": trained_run / "vocab.txt"}
+
+
+def prepare_with(run: Path, corpus: dict[str, str], *teacher_args: object):
+    return run_cli("prepare", "--run", run, "--src", "de", "--tgt", "en",
+                   "--train", corpus["train"], "--valid", corpus["valid"],
+                   "--test", corpus["test"], *teacher_args)
+
+
+def test_adopted_teacher_works_like_a_trained_one(teacher, corpus, tmp_path: Path,
+                                                  tiny_config: Path) -> None:
+    run = tmp_path / "byo"
+    result = prepare_with(run, corpus, "--teacher-checkpoint", teacher["ckpt"],
+                          "--teacher-spm", teacher["spm"], "--teacher-vocab", teacher["vocab"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "manifest.json").read_text())
+    info = json.loads((run / "models" / "teacher" / "model.json").read_text())
+    assert info["role"] == "teacher" and info["checkpoint"] == "teacher.pt"
+    assert manifest["teacher"]["checkpoint_sha256"] == info["checkpoint_sha256"]
+    assert (run / "spm.model").read_bytes() == teacher["spm"].read_bytes()
+    # eval and export work on it exactly as on a teacher trained by `kdnmt train`
+    assert run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1").exit_code == 0
+    assert run_cli("export", "--run", run, "--model", "teacher").exit_code == 0
+    # a student trained in the run shares the teacher's vocabulary, id for id
+    result = run_cli("train", "--run", run, "--name", "student", "--preset", "tiny",
+                     "--config", tiny_config, "--steps", "10")
+    assert result.exit_code == 0, result.output
+    student = load_checkpoint(run / "models" / "student" / "model_step_10.pt")
+    teacher_ckpt = load_checkpoint(run / "models" / "teacher" / "teacher.pt")
+    assert student["vocab"]["src"] == teacher_ckpt["vocab"]["src"]
+    assert student["vocab"]["tgt"] == teacher_ckpt["vocab"]["tgt"]
+
+
+def test_spm_that_does_not_match_the_vocabulary(teacher, corpus, tmp_path: Path) -> None:
+    other = tmp_path / "other.model"
+    train_spm([Path(corpus["train"] + ".de")], other, vocab_size=300)
+    result = prepare_with(tmp_path / "run", corpus, "--teacher-checkpoint", teacher["ckpt"],
+                          "--teacher-spm", other)
+    assert_clean_error(result, "does not match the SentencePiece model", "not pieces of it")
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def _edited_checkpoint(teacher, tmp_path: Path, edit) -> Path:
+    checkpoint = load_checkpoint(teacher["ckpt"])
+    edit(checkpoint)
+    path = tmp_path / "edited.pt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_layout_kdnmt_cannot_drive(teacher, corpus, tmp_path: Path) -> None:
+    def rnn(c):
+        c["opt"].encoder_type = "rnn"
+
+    path = _edited_checkpoint(teacher, tmp_path, rnn)
+    result = prepare_with(tmp_path / "run", corpus, "--teacher-checkpoint", path,
+                          "--teacher-spm", teacher["spm"])
+    assert_clean_error(result, "transformer encoder-decoder", "'rnn'")
+
+
+def test_separate_vocabularies(teacher, corpus, tmp_path: Path) -> None:
+    def split_vocab(c):
+        c["vocab"]["tgt"] = list(c["vocab"]["tgt"])[:-1]
+
+    path = _edited_checkpoint(teacher, tmp_path, split_vocab)
+    result = prepare_with(tmp_path / "run", corpus, "--teacher-checkpoint", path,
+                          "--teacher-spm", teacher["spm"])
+    assert_clean_error(result, "vocabularies differ", "shared vocabulary")
+
+
+def test_vocab_file_that_is_not_the_checkpoints(teacher, corpus, tmp_path: Path) -> None:
+    lines = teacher["vocab"].read_text().splitlines()
+    lines[0], lines[1] = lines[1], lines[0]
+    swapped = tmp_path / "vocab.txt"
+    swapped.write_text("\n".join(lines) + "\n")
+    result = prepare_with(tmp_path / "run", corpus, "--teacher-checkpoint", teacher["ckpt"],
+                          "--teacher-spm", teacher["spm"], "--teacher-vocab", swapped)
+    assert_clean_error(result, "is not the vocabulary stored in")
+
+
+def test_flash_attention_checkpoint_is_accepted(teacher, corpus, tmp_path: Path) -> None:
+    def flash(c):
+        c["opt"].self_attn_type = "scaled-dot-flash"
+
+    path = _edited_checkpoint(teacher, tmp_path, flash)
+    run = tmp_path / "run"
+    result = prepare_with(run, corpus, "--teacher-checkpoint", path, "--teacher-spm",
+                          teacher["spm"])
+    assert result.exit_code == 0, result.output
+    assert "scaled-dot-flash" in result.stdout
+    assert run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1").exit_code == 0
+
+
+def test_ct2_teacher_for_sequence_level_only(teacher, trained_run, corpus, tmp_path) -> None:
+    from kdnmt.onmt_bridge.convert import convert_checkpoint
+
+    ct2 = tmp_path / "ct2"
+    convert_checkpoint(teacher["ckpt"], ct2, "int8")
+    run = tmp_path / "run"
+    result = prepare_with(run, corpus, "--teacher-ct2", ct2, "--teacher-spm", teacher["spm"])
+    assert result.exit_code == 0, result.output
+    assert "sequence-level methods only" in result.stdout
+    assert json.loads((run / "models" / "teacher" / "model.json").read_text())["ct2_only"]
+    assert run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1").exit_code == 0
+    # a CTranslate2 model with separate vocabularies cannot be a kdnmt teacher
+    separate = tmp_path / "separate"
+    shutil.copytree(ct2, separate)
+    (separate / "shared_vocabulary.json").rename(separate / "source_vocabulary.json")
+    result = prepare_with(tmp_path / "run2", corpus, "--teacher-ct2", separate,
+                          "--teacher-spm", teacher["spm"])
+    assert_clean_error(result, "shared source/target vocabulary")
+
+
+def test_teacher_flags_need_their_partners(teacher, corpus, tmp_path: Path) -> None:
+    assert_clean_error(prepare_with(tmp_path / "r", corpus, "--teacher-checkpoint",
+                                    teacher["ckpt"]), "--teacher-spm is required")
+    assert_clean_error(prepare_with(tmp_path / "r", corpus, "--teacher-spm", teacher["spm"]),
+                       "exactly one of --teacher-checkpoint and --teacher-ct2")
+    truncated = tmp_path / "t.pt"
+    truncated.write_bytes(teacher["ckpt"].read_bytes()[:1000])
+    assert_clean_error(prepare_with(tmp_path / "r", corpus, "--teacher-checkpoint", truncated,
+                                    "--teacher-spm", teacher["spm"]), "corrupt or truncated")
