@@ -72,6 +72,10 @@ class TrainingConfig:
         )
         check(self.keep_checkpoint >= 1 or self.keep_checkpoint == -1,
               f"training.keep_checkpoint must be >= 1 or -1 (keep all), got {self.keep_checkpoint}")
+        check(self.save_steps % self.report_every == 0,
+              f"training.save_steps ({self.save_steps}) must be a multiple of "
+              f"training.report_every ({self.report_every}), so that a diverged loss is caught "
+              "before a checkpoint is saved")
         check(self.num_workers >= 0, f"training.num_workers must be >= 0, got {self.num_workers}")
         check(self.max_minutes >= 0, f"training.max_minutes must be >= 0, got {self.max_minutes}")
 

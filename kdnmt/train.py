@@ -18,7 +18,7 @@ import yaml
 
 from kdnmt.config import TrainConfig, config_from_dict, config_to_yaml, resolve_config
 from kdnmt.errors import KdnmtError, check
-from kdnmt.fileio import sha256_file, write_json, write_text
+from kdnmt.fileio import remove_stale_temps, sha256_file, write_json, write_text
 from kdnmt.rundir import RunDir
 
 
@@ -50,6 +50,7 @@ def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Pat
     from kdnmt.onmt_bridge.checkpoint import list_checkpoints, load_checkpoint
 
     model_dir = run.model_dir(opts.name)
+    remove_stale_temps(model_dir)  # a checkpoint write cut short by a kill
     checkpoints = list_checkpoints(model_dir) if model_dir.is_dir() else []
     saved_config = model_dir / "config.yaml"
     if opts.resume:
@@ -80,6 +81,18 @@ def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Pat
     return config, None
 
 
+def _check_trainable(onmt_opts: dict[str, Any], max_length: int) -> None:
+    """OpenNMT-py crashes on an empty bucket when every pair is over max_length; say so."""
+    corpus = onmt_opts["data"]["corpus_1"]
+    with open(corpus["path_src"], encoding="utf-8") as fs, \
+            open(corpus["path_tgt"], encoding="utf-8") as ft:
+        for src, tgt in zip(fs, ft, strict=False):
+            if len(src.split()) <= max_length and len(tgt.split()) <= max_length:
+                return
+    raise KdnmtError(f"no training pair of {corpus['path_tgt']} fits training.max_length "
+                     f"({max_length} pieces)")
+
+
 def train(
     opts: TrainOptions,
     on_report: Callable[[Any], None] = lambda r: None,
@@ -87,6 +100,8 @@ def train(
     on_start: Callable[[TrainConfig, int], None] = lambda c, s: None,
     loss_factory: Any = None,
     extra_info: dict[str, Any] | None = None,
+    extra_stats: Any = None,
+    data: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
     """Train model ``opts.name`` of run ``opts.run``; returns its ``model.json`` content."""
     from kdnmt.onmt_bridge.checkpoint import (
@@ -110,12 +125,14 @@ def train(
     write_text(model_dir / "config.yaml", config_to_yaml(config))
     onmt_opts = onmt_train_options(
         config,
-        train_src=run.pieces("train", src), train_tgt=run.pieces("train", tgt),
+        train_src=data[0] if data else run.pieces("train", src),
+        train_tgt=data[1] if data else run.pieces("train", tgt),
         valid_src=run.pieces("valid", src), valid_tgt=run.pieces("valid", tgt),
         vocab=run.vocab, vocab_entries=int(manifest["vocab"]["entries"]),
         model_dir=model_dir, train_pairs=int(manifest["splits"]["train"]["kept"]),
         train_from=train_from,
     )
+    _check_trainable(onmt_opts, config.training.max_length)
     onmt_yaml = model_dir / "onmt.yaml"
     write_onmt_yaml(onmt_opts, onmt_yaml)
     opt = parse_train_options(onmt_yaml)
@@ -127,7 +144,7 @@ def train(
     on_start(config, start_step)
     result = run_training(opt, on_report=on_report, on_valid=on_valid,
                           max_seconds=config.training.max_minutes * 60,
-                          loss_factory=loss_factory)
+                          loss_factory=loss_factory, extra_stats=extra_stats)
     checkpoints = list_checkpoints(model_dir)
     check(checkpoints, f"training of '{opts.name}' saved no checkpoint")
     final = checkpoints[-1]

@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 
 from kdnmt import __version__
+from kdnmt.cli.distill import distill_command
 from kdnmt.cli.evaluate import eval_command
 from kdnmt.cli.export import export_command
+from kdnmt.cli.generate import generate_command
 from kdnmt.cli.prepare import prepare_command
 from kdnmt.cli.train import train_command
 from kdnmt.cli.translate import translate_command
@@ -24,6 +26,8 @@ app = typer.Typer(
 
 app.command("prepare")(prepare_command)
 app.command("train")(train_command)
+app.command("generate")(generate_command)
+app.command("distill")(distill_command)
 app.command("export")(export_command)
 app.command("translate")(translate_command)
 app.command("eval")(eval_command)

@@ -28,10 +28,9 @@ def training_progress() -> Progress:
     )
 
 
-def run_with_progress(opts, description: str, **kwargs) -> dict:  # type: ignore[no-untyped-def]
-    """Run :func:`kdnmt.train.train` with a rich progress bar and validation lines."""
-    from kdnmt.train import train
-
+def run_with_progress(runner, description: str) -> dict:  # type: ignore[no-untyped-def]
+    """Call ``runner(on_report=, on_valid=, on_start=)`` (:func:`kdnmt.train.train` or
+    :func:`kdnmt.distill.distill` with their options bound) under a rich progress bar."""
     limit_torch_threads()
     with training_progress() as progress:
         task = progress.add_task(description, total=None, stats="starting")
@@ -40,15 +39,16 @@ def run_with_progress(opts, description: str, **kwargs) -> dict:  # type: ignore
             progress.update(task, total=config.training.steps, completed=start_step)
 
         def on_report(r):  # type: ignore[no-untyped-def]
+            extra = " ".join(f"{k} {v:.3f}" for k, v in r.extra.items())
             progress.update(task, completed=r.step, stats=(
                 f"loss {r.loss:.3f} acc {r.accuracy:.1f}% ppl {r.perplexity:.1f} "
-                f"{r.tokens_per_second:,.0f} tok/s"))
+                f"{r.tokens_per_second:,.0f} tok/s {extra}"))
 
         def on_valid(v):  # type: ignore[no-untyped-def]
             progress.console.print(f"  step {v.step}: valid loss {v.loss:.3f} "
                                    f"acc {v.accuracy:.1f}% ppl {v.perplexity:.1f}")
 
-        info = train(opts, on_report=on_report, on_valid=on_valid, on_start=on_start, **kwargs)
+        info = runner(on_report=on_report, on_valid=on_valid, on_start=on_start)
     ended = "time budget reached" if info["stopped_by_time_budget"] else "done"
     console.print(f"[green]{info['name']}[/]: {ended} at step {info['step']}, "
                   f"{info['parameters']:,} parameters, checkpoint {info['checkpoint']}")
@@ -70,11 +70,13 @@ def train_command(
     force: Annotated[bool, typer.Option(help="Delete an existing model of this name first.")] = False,
 ) -> None:
     """Train a transformer (teacher or baseline student) with OpenNMT-py's trainer."""
+    from functools import partial
+
     from kdnmt.config import preset_config
-    from kdnmt.train import TrainOptions
+    from kdnmt.train import TrainOptions, train
 
     preset_config(preset)  # an unknown preset fails before anything else
     role = "teacher" if name.startswith("teacher") else "student"
     opts = TrainOptions(run=run, name=name, preset=preset, config_file=config, steps=steps,
                         max_minutes=max_minutes, resume=resume, force=force, role=role)
-    run_with_progress(opts, f"train {name}")
+    run_with_progress(partial(train, opts), f"train {name}")

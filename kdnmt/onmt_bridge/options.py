@@ -59,7 +59,8 @@ def onmt_train_options(
                       "transforms": ["filtertoolong"]},
         },
         "src_seq_length": t.max_length,
-        "tgt_seq_length": t.max_length,
+        # filtertoolong counts <s> and </s> on the target side: max_length means pieces.
+        "tgt_seq_length": t.max_length + 2,
         "encoder_type": "transformer",
         "decoder_type": "transformer",
         "enc_layers": m.enc_layers,

@@ -25,7 +25,11 @@ bridge modules do) before importing it.
    ``init_logger()`` again at every epoch, which drops the file handler. kdnmt shows its own
    progress, so :func:`log_to_file_only` keeps OpenNMT-py's log in the run directory (warnings
    still reach the console) and pins the iterator's ``init_logger`` to that logger.
-6. Noise: OpenNMT-py triggers torch ``FutureWarning``s (``custom_fwd``/``custom_bwd``,
+6. Empty buckets. When every example of a bucket is filtered out (``filtertoolong``),
+   ``onmt.inputters.dynamic_iterator.process`` returns None and the iterator crashes with
+   ``TypeError: 'NoneType' object is not iterable``; :func:`patch_empty_buckets` makes it an
+   empty bucket, which the iterator then skips.
+7. Noise: OpenNMT-py triggers torch ``FutureWarning``s (``custom_fwd``/``custom_bwd``,
    ``torch.cuda.amp.autocast``) on every import and step; they are filtered here, by module.
 """
 
@@ -106,3 +110,20 @@ def log_to_file_only(log_file: str) -> None:
         if not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.WARNING)
     dynamic_iterator.init_logger = lambda *args, **kwargs: logging.getLogger("onmt")
+
+
+def patch_empty_buckets() -> None:
+    """A bucket whose examples were all filtered is empty, not a crash (shim 6)."""
+    install()
+    import onmt.inputters.dynamic_iterator as dynamic_iterator
+
+    original = dynamic_iterator.process
+    if getattr(original, "_kdnmt_patched", False):
+        return
+
+    def process(task: Any, bucket: Any, **kwargs: Any) -> Any:
+        result = original(task, bucket, **kwargs)
+        return [] if result is None else result
+
+    process._kdnmt_patched = True  # type: ignore[attr-defined]
+    dynamic_iterator.process = process

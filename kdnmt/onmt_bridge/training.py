@@ -15,7 +15,7 @@ import argparse
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ class TrainReport:
     tokens_per_second: float
     learning_rate: float
     elapsed: float
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,8 +72,10 @@ def _report_manager_class() -> type:
         tensorboard_writer = None
 
         def __init__(self, report_every: int, on_report: Callable[[TrainReport], None],
-                     on_valid: Callable[[ValidReport], None]):
+                     on_valid: Callable[[ValidReport], None],
+                     extra_stats: Callable[[], dict[str, float]] | None = None):
             super().__init__(report_every, start_time=-1.0)
+            self.extra_stats = extra_stats
             self.on_report = on_report
             self.on_valid = on_valid
             self.last_valid: ValidReport | None = None
@@ -90,11 +93,15 @@ def _report_manager_class() -> type:
                 accuracy=report_stats.accuracy(), perplexity=report_stats.ppl(),
                 tokens_per_second=report_stats.n_words / elapsed,
                 learning_rate=learning_rate, elapsed=time.time() - self.start_time,
+                extra=self.extra_stats() if self.extra_stats else {},
             )
             # The run's train.log keeps the same figures the progress bar shows.
             self.log("Step %d/%d; loss %.4f; acc %.2f; ppl %.2f; %.0f tok/s; lr %.6f; %.0f s",
                      step, num_steps, report.loss, report.accuracy, report.perplexity,
                      report.tokens_per_second, learning_rate, report.elapsed)
+            if report.extra:
+                self.log("Step %d KD: %s", step,
+                         "; ".join(f"{k} {v:.4f}" for k, v in report.extra.items()))
             self.on_report(report)
 
         def _report_step(self, lr, patience, step, valid_stats=None, train_stats=None):
@@ -126,6 +133,7 @@ def run_training(
     on_valid: Callable[[ValidReport], None] = lambda r: None,
     max_seconds: float = 0.0,
     loss_factory: LossFactory | None = None,
+    extra_stats: Callable[[], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train on CPU (device -1) as ``onmt_train`` would; see the module docstring."""
     from onmt.constants import CorpusTask
@@ -137,6 +145,7 @@ def run_training(
     from onmt.utils.optimizers import Optimizer
 
     shims.patch_model_saver()
+    shims.patch_empty_buckets()
     device_id = -1
     shims.log_to_file_only(opt.log_file)
     configure_process(opt, device_id)
@@ -147,7 +156,8 @@ def run_training(
     del checkpoint
     model_saver = build_model_saver(model_opt, opt, model, vocabs, optim, device_id)
     trainer = build_trainer(opt, device_id, model, vocabs, optim, model_saver=model_saver)
-    report_manager = _report_manager_class()(opt.report_every, on_report, on_valid)
+    report_manager = _report_manager_class()(opt.report_every, on_report, on_valid,
+                                             extra_stats)
     trainer.report_manager = report_manager
     if loss_factory is not None:
         trainer.train_loss = loss_factory(opt, model, vocabs)

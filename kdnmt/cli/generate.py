@@ -1,0 +1,88 @@
+"""`kdnmt generate`: teacher pseudo-targets, n-best picks and soft targets."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from kdnmt.cli.common import RunOption, console, error_boundary, limit_torch_threads
+
+
+@error_boundary
+def generate_command(
+    run: RunOption,
+    teacher: Annotated[str, typer.Option(help="Teacher model name in the run.")] = "teacher",
+    beam: Annotated[int, typer.Option(help="Beam size of the teacher's search.")] = 5,
+    nbest: Annotated[int, typer.Option(help="Hypotheses kept per sentence (<= beam).")] = 1,
+    select: Annotated[str | None, typer.Option(
+        help="'closest': per sentence, the n-best hypothesis closest to the reference "
+             "(sentence BLEU), for seq-inter.")] = None,
+    soft_targets: Annotated[int, typer.Option(
+        help="Store the teacher's top-K token distributions (0 = none).")] = 0,
+    soft_along: Annotated[str, typer.Option(
+        help="Soft targets along 'references' (word-KD) or 'pseudo-targets' (seq+word).")]
+        = "references",
+    filter_ce: Annotated[float, typer.Option(
+        help="Drop this %% of pairs with the worst length-normalised teacher score.")] = 0.0,
+    shard: Annotated[str | None, typer.Option(
+        help="I/N: decode only every N-th chunk starting at I (one of N machines).")] = None,
+    merge: Annotated[bool, typer.Option(help="Assemble chunks decoded by --shard runs.")] = False,
+    engine: Annotated[str, typer.Option(help="Decoding engine: local.")] = "local",
+    quantization: Annotated[str, typer.Option(help="CTranslate2 quantization of the teacher.")]
+        = "int8",
+    batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = 2048,
+    lines_per_chunk: Annotated[int, typer.Option(
+        help="Lines per resumable chunk.")] = 1000,
+    max_length: Annotated[int, typer.Option(
+        help="Maximum pseudo-target length in pieces (the students' max_length).")] = 150,
+    force: Annotated[bool, typer.Option(help="Discard earlier generated data and start over.")]
+        = False,
+) -> None:
+    """Decode the training sources with the teacher (CTranslate2), resumably."""
+    from kdnmt.errors import check
+    from kdnmt.generate import GenerateOptions, generate
+
+    check(engine == "local", f"--engine '{engine}' is not available (engines: local)")
+    limit_torch_threads()
+    opts = GenerateOptions(run=run, teacher=teacher, beam=beam, nbest=nbest, select=select,
+                           soft_targets=soft_targets, soft_along=soft_along, filter_ce=filter_ce,
+                           shard=shard, merge=merge, quantization=quantization,
+                           batch_tokens=batch_size, lines_per_chunk=lines_per_chunk,
+                           max_length=max_length, force=force)
+    start = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                  console=console) as bar:
+        tasks: dict[str, int] = {}
+        stage_start: dict[str, float] = {}
+
+        def on_progress(p) -> None:  # type: ignore[no-untyped-def]
+            if p.stage not in tasks:
+                tasks[p.stage] = bar.add_task(p.stage, total=p.total, rate="")
+                stage_start[p.stage] = time.perf_counter()
+            elapsed = max(time.perf_counter() - stage_start[p.stage], 1e-9)
+            rate = f"{p.tokens / elapsed:,.0f} tok/s" if p.tokens else ""
+            bar.update(tasks[p.stage], completed=p.done, total=p.total, rate=rate)
+
+        result = generate(opts, progress=on_progress)
+    seconds = time.perf_counter() - start
+    if "shard" in result:
+        console.print(f"shard {result['shard']}: {result['chunks']} chunks "
+                      f"({result['decoded']} decoded now) in {seconds:.0f} s; collect every "
+                      "shard's chunks/ in one run and rerun with --merge")
+        return
+    console.print(f"[green]generated[/] {result['kept']:,} pseudo-targets "
+                  f"({result['lines']:,} lines) in {seconds:.0f} s → {run}/generated/{teacher}/")
+    dropped = result["filter_ce"]["dropped"]
+    if dropped:
+        console.print(f"--filter-ce dropped {dropped:,} pairs (score <= "
+                      f"{result['filter_ce']['score_threshold']:.3f})")
+    if result.get("seqinter_picks_not_top1") is not None:
+        console.print(f"seq-inter: {result['seqinter_picks_not_top1']:,} picks differ from the "
+                      "teacher's best")
+    if "soft_targets" in result:
+        st = result["soft_targets"]
+        console.print(f"soft targets: top-{st['k']} along {st['along']} → {st['path']}/")

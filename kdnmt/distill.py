@@ -1,0 +1,170 @@
+"""`kdnmt distill`: a student trained with one of the KD methods, on OpenNMT-py's trainer.
+
+Each method is a choice of training data and of loss (the losses themselves are the pure
+functions of :mod:`kdnmt.losses`):
+
+============  =============================================  ==================================
+method        trains on                                      loss
+============  =============================================  ==================================
+ce            references                                     label-smoothed CE (no teacher)
+word          references                                     word-level KD (Kim & Rush 2016)
+seq           teacher's beam outputs (`generate`)            CE: sequence-level KD
+seqinter      n-best pick closest to the reference           CE: sequence-level interpolation
+seq+word      teacher's beam outputs                         word-level KD along them
+selfevo       references                                     Self-Evolution KD (Song et al. 2024)
+atkd          references                                     adaptive token-wise KD (Zhong et al.)
+============  =============================================  ==================================
+
+Token-level teachers come from the `generate --soft-targets` store (``cache``, used when it
+exists) or from the frozen teacher in this process (``online``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdnmt.errors import KdnmtError, check
+from kdnmt.fileio import sha256_file
+from kdnmt.models import checkpoint_path, load_model_info
+from kdnmt.rundir import RunDir
+from kdnmt.train import TrainOptions, train
+
+#: method -> (training data, token-level loss in kdnmt.losses or None)
+METHODS: dict[str, tuple[str, str | None]] = {
+    "ce": ("references", None),
+    "word": ("references", "word"),
+    "seq": ("pseudo-targets", None),
+    "seqinter": ("seqinter", None),
+    "seq+word": ("pseudo-targets", "word"),
+    "selfevo": ("references", "selfevo"),
+    "atkd": ("references", "atkd"),
+}
+TEACHER_MODES = ("cache", "online")
+
+
+@dataclass
+class DistillOptions:
+    run: Path
+    name: str
+    method: str
+    preset: str = "tiny"
+    teacher: str = "teacher"
+    teacher_mode: str | None = None
+    steps: int | None = None
+    max_minutes: float | None = None
+    config_file: Path | None = None
+    resume: bool = False
+    force: bool = False
+    hparams: dict[str, float] = field(default_factory=dict)
+
+
+def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, float]]:
+    if opts.method not in METHODS:
+        raise KdnmtError(f"unknown method '{opts.method}' (methods: {', '.join(METHODS)})")
+    data, loss = METHODS[opts.method]
+    if loss is None:
+        if opts.hparams:
+            raise KdnmtError(f"--{next(iter(opts.hparams)).replace('_', '-')} does not apply to "
+                             f"method '{opts.method}' (it has no token-level loss)")
+        return data, None, {}
+    from kdnmt.losses import validate_hparams
+
+    try:
+        return data, loss, validate_hparams(loss, opts.hparams)
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith("unknown hyper-parameter"):
+            name = next(k for k in opts.hparams if repr(k) in message)
+            valid = message.rsplit("expected one of ", 1)[-1]
+            message = (f"--{name.replace('_', '-')} does not apply "
+                       f"(its options: {valid.replace('_', '-')})")
+        raise KdnmtError(f"method '{opts.method}': {message}") from None
+
+
+def _training_data(run: RunDir, manifest: dict[str, Any], data: str,
+                   teacher: str) -> tuple[Path, Path] | None:
+    """The (source, target) piece files a method trains on; None = the run's references."""
+    if data == "references":
+        return None
+    from kdnmt.generate import load_generated
+
+    generated = load_generated(run, teacher)
+    gen_dir = run.root / "generated" / teacher
+    source = gen_dir / generated["outputs"]["source"]["path"]
+    if data == "seqinter":
+        check("seqinter" in generated["outputs"],
+              f"no seq-inter picks for teacher '{teacher}': run `kdnmt generate --nbest K "
+              "--select closest` first")
+        return source, gen_dir / generated["outputs"]["seqinter"]["path"]
+    return source, gen_dir / generated["outputs"]["pseudo"]["path"]
+
+
+def _teacher_source(opts: DistillOptions, run: RunDir, manifest: dict[str, Any],
+                    info: dict[str, Any], data: str, target: Path) -> Any:
+    """The cache store or the online frozen teacher for a token-level method."""
+    from kdnmt.onmt_bridge.kd_loss import TeacherSource
+    from kdnmt.teacher.store import SoftTargetStore
+
+    along = "references" if data == "references" else "pseudo-targets"
+    store_dir = run.root / "generated" / opts.teacher / f"soft-{along}"
+    mode = opts.teacher_mode or ("cache" if store_dir.is_dir() else "online")
+    check(mode in TEACHER_MODES, f"--teacher-mode must be one of {TEACHER_MODES}")
+    if mode == "cache":
+        check(store_dir.is_dir(),
+              f"no soft-target store along {along} for teacher '{opts.teacher}': run "
+              f"`kdnmt generate --soft-targets K --soft-along {along}` or use "
+              "--teacher-mode online")
+        store = SoftTargetStore.open(store_dir,
+                                     expect_vocab_sha256=manifest["vocab"]["sha256"],
+                                     expect_spm_sha256=manifest["sentencepiece"]["sha256"])
+        check(store.meta.get("teacher_sha256") == info["checkpoint_sha256"],
+              f"the soft-target store {store_dir} was computed by another teacher checkpoint")
+        check(store.meta.get("target_sha256") == sha256_file(target),
+              f"the soft-target store {store_dir} was computed along other data than {target}: "
+              "generate it again")
+        return TeacherSource(mode="cache", store=store), mode
+    check(not info.get("ct2_only"),
+          f"teacher '{opts.teacher}' is a CTranslate2 model: token-level methods need its "
+          "PyTorch checkpoint (sequence-level methods: seq, seqinter)")
+    from kdnmt.corpus.spm import ONMT_SPECIALS, read_onmt_vocab
+    from kdnmt.onmt_bridge.inference import load_frozen_model
+
+    frozen = load_frozen_model(checkpoint_path(run, info))
+    run_tokens = list(ONMT_SPECIALS) + read_onmt_vocab(run.vocab)
+    check(frozen.tokens[: len(run_tokens)] == run_tokens,
+          f"teacher '{opts.teacher}' has another vocabulary than the student of run {run.root}")
+    return TeacherSource(mode="online", frozen=frozen), mode
+
+
+def distill(opts: DistillOptions, **callbacks: Callable[..., Any]) -> dict[str, Any]:
+    """Run `kdnmt distill`; returns the student's ``model.json`` content."""
+    data, loss, hparams = check_method(opts)
+    run = RunDir(Path(opts.run))
+    manifest = run.load_manifest()
+    extra: dict[str, Any] = {"method": opts.method, "hparams": hparams, "data": data}
+    loss_factory = extra_stats = None
+    files = None
+    if opts.method != "ce":
+        info = load_model_info(run, opts.teacher)
+        check(info.get("vocab_sha256") == manifest["vocab"]["sha256"],
+              f"teacher '{opts.teacher}' was trained with another vocabulary than run {run.root}")
+        extra.update(teacher=opts.teacher, teacher_sha256=info["checkpoint_sha256"])
+        files = _training_data(run, manifest, data, opts.teacher)
+        if loss is not None:
+            from kdnmt.onmt_bridge.kd_loss import RunningStats, kd_loss_factory
+
+            target = files[1] if files else run.pieces("train", manifest["tgt"])
+            source, mode = _teacher_source(opts, run, manifest, info, data, target)
+            running = RunningStats()
+            loss_factory = kd_loss_factory(loss, hparams, source, running)
+            extra_stats = running.drain
+            extra["teacher_mode"] = mode
+    train_opts = TrainOptions(run=run.root, name=opts.name, preset=opts.preset,
+                              config_file=opts.config_file, steps=opts.steps,
+                              max_minutes=opts.max_minutes, resume=opts.resume, force=opts.force,
+                              role="student")
+    return train(train_opts, loss_factory=loss_factory, extra_info=extra,
+                 extra_stats=extra_stats, data=files, **callbacks)

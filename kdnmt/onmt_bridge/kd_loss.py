@@ -1,0 +1,151 @@
+"""The KD training loss inside OpenNMT-py's trainer.
+
+``Trainer`` builds its loss with ``LossCompute.from_opts``; :func:`kd_loss_factory` returns a
+subclass whose ``forward`` computes the student's logits as usual and then one of the losses
+of :mod:`kdnmt.losses` (the maths lives there, in pure functions) against teacher
+distributions from either
+
+- the soft-target store (``cache``): the top-k rows of each example, looked up by its corpus
+  line (OpenNMT-py carries ``cid_line_number`` in every batch), memory-mapped; or
+- the frozen teacher in the same process (``online``): a forward pass per batch, no grad.
+
+Validation keeps OpenNMT-py's plain cross-entropy, so validation perplexities of students
+trained with different methods compare directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from kdnmt.errors import KdnmtError, check
+from kdnmt.onmt_bridge import shims
+
+shims.install()
+
+
+@dataclass
+class TeacherSource:
+    """Where teacher distributions come from: a store (cache) or a frozen model (online)."""
+
+    mode: str
+    store: Any = None  # kdnmt.teacher.store.SoftTargetStore
+    frozen: Any = None  # kdnmt.onmt_bridge.inference.FrozenModel
+
+
+@dataclass
+class RunningStats:
+    """Method-specific figures averaged between two progress reports."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        self.count += 1
+
+    def drain(self) -> dict[str, float]:
+        out = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+        self.sums, self.count = {}, 0
+        return out
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+
+
+def method_loss(method: str, hparams: dict[str, float]) -> LossFn:
+    """The loss of ``method`` as ``(s, t, y) -> (sum over positions, stats)``."""
+    from kdnmt.losses import atkd_with_stats, self_evolution_kd_with_stats, word_kd
+
+    if method == "word":
+        return lambda s, t, y: (word_kd(s, t, y, **hparams), {})
+    if method == "selfevo":
+        def selfevo(s, t, y):  # type: ignore[no-untyped-def]
+            loss, hard = self_evolution_kd_with_stats(s, t, y, **hparams)
+            return loss, {"hard_tokens": hard}
+        return selfevo
+    if method == "atkd":
+        def adaptive(s, t, y):  # type: ignore[no-untyped-def]
+            loss, stats = atkd_with_stats(s, t, y, **hparams)
+            return loss, {"unc": stats["unc"], "tkd": stats["tkd"], "dkd": stats["dkd"]}
+        return adaptive
+    raise KdnmtError(f"method '{method}' has no token-level loss")
+
+
+def _teacher_logprobs_from_store(store: Any, batch: dict[str, Any], target: torch.Tensor,
+                                 vocab_size: int) -> torch.Tensor:
+    """Dense teacher log-probs [B, T, V] from the store rows of each example's corpus line."""
+    from kdnmt.losses import topk_to_logprobs
+
+    batch_size, length = target.shape
+    ids = torch.full((batch_size, length, store.k), -1, dtype=torch.long)
+    logprobs = torch.zeros((batch_size, length, store.k), dtype=torch.float32)
+    real = target.ne(-1)  # caller passes target with pad replaced by -1
+    for b, (cid, line) in enumerate(zip(batch["cid"], batch["cid_line_number"], strict=True)):
+        check(cid == "corpus_1", f"soft targets exist only for the training corpus, not '{cid}'")
+        row_ids, row_lp = store[int(line)]
+        n = int(real[b].sum())
+        if row_ids.shape[0] != n:
+            raise KdnmtError(
+                f"the soft-target store does not match the training data at line {line} "
+                f"({row_ids.shape[0]} positions stored, {n} in the batch): regenerate it"
+            )
+        ids[b, :n] = torch.from_numpy(row_ids.astype("int64"))
+        logprobs[b, :n] = torch.from_numpy(row_lp.astype("float32"))
+    flat_ids = ids.view(-1, store.k)
+    flat_lp = logprobs.view(-1, store.k)
+    dense = torch.full((flat_ids.shape[0], vocab_size), float("-inf"))
+    keep = real.view(-1)
+    if keep.any():
+        dense[keep] = topk_to_logprobs(flat_ids[keep], flat_lp[keep], vocab_size)
+    return dense.view(batch_size, length, vocab_size)
+
+
+def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSource,
+                    running: RunningStats) -> Callable[[argparse.Namespace, Any, dict], Any]:
+    """A ``loss_factory`` for :func:`kdnmt.onmt_bridge.training.run_training`."""
+    from onmt.utils.loss import LossCompute
+
+    loss_fn = method_loss(method, hparams)
+
+    class KDLossCompute(LossCompute):
+        """OpenNMT-py's LossCompute with a KD term in place of the label-smoothed CE."""
+
+        def forward(self, batch, output, attns, trunc_start=0, trunc_size=None):  # type: ignore[override]
+            check(trunc_start == 0 and (trunc_size is None or
+                                        trunc_size >= batch["tgt"].size(1)),
+                  "KD losses do not support truncated BPTT")
+            target = batch["tgt"][:, 1:, 0]
+            scores = self.generator(output)  # [B, T, V] logits
+            vocab_size = scores.size(-1)
+            mask = target.ne(self.padding_idx)
+            with torch.no_grad():
+                if teacher.mode == "cache":
+                    t = _teacher_logprobs_from_store(
+                        teacher.store, batch, target.masked_fill(~mask, -1), vocab_size)
+                else:
+                    dec_out, _ = teacher.frozen.model(batch["src"], batch["tgt"],
+                                                      batch["srclen"])
+                    t = torch.log_softmax(teacher.frozen.model.generator(dec_out).float(), -1)
+            flat_mask = mask.view(-1)
+            s = scores.view(-1, vocab_size)[flat_mask].float()
+            loss, extra = loss_fn(s, t.view(-1, vocab_size)[flat_mask],
+                                  target.reshape(-1)[flat_mask])
+            running.add(extra)
+            n_sents = len(batch["srclen"])
+            stats = self._stats(n_sents, loss.item(), scores.view(-1, vocab_size),
+                                target.reshape(-1))
+            return loss, stats
+
+    def factory(opt: argparse.Namespace, model: Any, vocabs: dict[str, Any]) -> Any:
+        base = LossCompute.from_opts(opt, model, vocabs["tgt"])
+        loss = KDLossCompute(base.criterion, base.generator, tgt_shift_index=1,
+                             vocab=vocabs["tgt"])
+        return loss
+
+    return factory

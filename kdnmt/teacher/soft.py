@@ -1,0 +1,98 @@
+"""Computing the teacher's top-k soft targets into a store, shard by shard (resumable).
+
+Teacher-forced with the PyTorch teacher (see :mod:`kdnmt.onmt_bridge.inference`). Each shard
+of lines is an atomic store directory of its own under ``STORE.shards/``: after a kill, the
+finished shards are kept and the next run starts at the first missing one; at the end the
+shards are joined into one store byte-identical to a store written in one go.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdnmt.errors import check
+from kdnmt.fileio import sha256_file
+from kdnmt.teacher.store import SoftTargetStore, SoftTargetWriter, finalize, shard_ranges
+
+
+def _read_lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        return [line.rstrip("\n") for line in handle]
+
+
+def _batches(order: list[int], lengths: list[int], batch_tokens: int) -> list[list[int]]:
+    """Group line indices (sorted by length) into batches of about ``batch_tokens`` tokens."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        longest = max(longest, lengths[i])
+        if current and longest * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current, longest = [], lengths[i]
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def compute_store(*, checkpoint: Path, src_path: Path, tgt_path: Path, store_dir: Path, k: int,
+                  along: str, vocab_sha256: str, spm_sha256: str, teacher_sha256: str,
+                  lines_per_shard: int = 1000, batch_tokens: int = 4096, force: bool = False,
+                  progress: Callable[[int, int], None] = lambda d, t: None) -> Path:
+    """Write the top-``k`` store of the teacher along ``tgt_path`` (pieces, line-aligned with
+    ``src_path``) into ``store_dir``; returns it. An existing complete store is kept unless
+    ``force``."""
+    from kdnmt.onmt_bridge.inference import forced_log_probs, load_frozen_model
+
+    target_sha = sha256_file(tgt_path)
+    if store_dir.is_dir() and not force:
+        store = SoftTargetStore.open(store_dir, expect_vocab_sha256=vocab_sha256, verify=False)
+        if (store.meta.get("target_sha256") == target_sha and store.k == k
+                and store.meta.get("teacher_sha256") == teacher_sha256):
+            return store_dir
+    if force and store_dir.exists():
+        shutil.rmtree(store_dir)
+    sources, targets = _read_lines(src_path), _read_lines(tgt_path)
+    check(len(sources) == len(targets),
+          f"{src_path} and {tgt_path} differ in length ({len(sources)} vs {len(targets)})")
+    frozen = load_frozen_model(checkpoint)
+    check(k <= len(frozen.tokens), f"--soft-targets {k} is larger than the vocabulary")
+    shards_root = store_dir.parent / (store_dir.name + ".shards")
+    shard_dirs = []
+    done = 0
+    for first, count in shard_ranges(len(sources), lines_per_shard):
+        shard_dir = shards_root / f"{first:09d}"
+        shard_dirs.append(shard_dir)
+        if shard_dir.is_dir():
+            done += count
+            progress(done, len(sources))
+            continue
+        src_ids = [frozen.ids(sources[i].split()) for i in range(first, first + count)]
+        tgt_ids = [frozen.ids(targets[i].split()) for i in range(first, first + count)]
+        lengths = [max(len(s), len(t) + 1) for s, t in zip(src_ids, tgt_ids, strict=True)]
+        order = sorted(range(count), key=lambda i: lengths[i])
+        results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for batch in _batches(order, lengths, batch_tokens):
+            logp, mask = forced_log_probs(frozen, [src_ids[i] for i in batch],
+                                          [tgt_ids[i] for i in batch])
+            top_lp, top_ids = torch.topk(logp, k, dim=-1)
+            for row, i in enumerate(batch):
+                n = int(mask[row].sum())
+                results[i] = (top_ids[row, :n].numpy().astype(np.int32),
+                              top_lp[row, :n].numpy().astype(np.float16))
+        with SoftTargetWriter(shard_dir, k, count, vocab_sha256, spm_sha256, teacher_sha256,
+                              along, target_sha, first_line=first,
+                              corpus_lines=len(sources)) as writer:
+            for i in range(count):
+                writer.write(first + i, *results[i])
+        done += count
+        progress(done, len(sources))
+    finalize(store_dir, shard_dirs, overwrite=True)
+    shutil.rmtree(shards_root, ignore_errors=True)
+    return store_dir

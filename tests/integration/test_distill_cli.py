@@ -1,0 +1,173 @@
+"""`kdnmt distill` through the CLI: every method trains a tiny student on tiny real data with
+its loss decreasing, then evaluates and exports; cache and online teachers; resume; bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TINY_MODEL, run_cli
+from tests.integration.test_bad_input import assert_clean_error
+
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def kd_run(trained_run: Path, tmp_path_factory) -> Path:
+    """The trained tiny teacher plus pseudo-targets, seq-inter picks and both stores."""
+    run = tmp_path_factory.mktemp("kd") / "run"
+    shutil.copytree(trained_run, run)
+    base = ("generate", "--run", run, "--beam", "3", "--nbest", "2", "--select", "closest",
+            "--max-length", "60")
+    assert run_cli(*base, "--soft-targets", "8").exit_code == 0
+    result = run_cli(*base, "--soft-targets", "8", "--soft-along", "pseudo-targets")
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture(scope="module")
+def student_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "student.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": TINY_MODEL,
+        "training": {"batch_size": 512, "valid_steps": 20, "save_steps": 20, "report_every": 5,
+                     "learning_rate": 2.0, "warmup_steps": 10}}))
+    return path
+
+
+def reported_losses(log: Path) -> list[float]:
+    return [float(m) for m in re.findall(r"Step \d+/\d+; loss ([\d.]+);", log.read_text())]
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("ce", ()),
+    ("word", ("--alpha", "0.7", "--temperature", "2")),
+    ("seq", ()),
+    ("seqinter", ()),
+    ("seq+word", ("--alpha", "0.5")),
+    ("selfevo", ("--lam", "0.3", "--beta", "0.5")),
+    ("atkd", ("--alpha", "0.2", "--hard-ratio", "0.5")),
+])
+def test_method_trains_evaluates_exports(kd_run: Path, student_config: Path, method: str,
+                                         extra: tuple[str, ...], tmp_path: Path) -> None:
+    name = "s-" + method.replace("+", "_")
+    result = run_cli("distill", "--run", kd_run, "--name", name, "--method", method,
+                     "--config", student_config, "--steps", str(STEPS), *extra)
+    assert result.exit_code == 0, result.output
+    model_dir = kd_run / "models" / name
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["method"] == method and info["role"] == "student" and info["step"] == STEPS
+    if method != "ce":
+        teacher = json.loads((kd_run / "models" / "teacher" / "model.json").read_text())
+        assert info["teacher_sha256"] == teacher["checkpoint_sha256"]
+    if method in ("word", "seq+word", "selfevo", "atkd"):
+        assert info["teacher_mode"] == "cache"
+    losses = reported_losses(model_dir / "train.log")
+    assert len(losses) == STEPS // 5
+    assert sum(losses[-2:]) < sum(losses[:2]), losses  # the loss goes down
+    if method == "selfevo":
+        assert "hard_tokens" in (model_dir / "train.log").read_text()
+    if method == "atkd":
+        log = (model_dir / "train.log").read_text()
+        assert re.search(r"KD: unc [\d.]+; tkd [\d.]+; dkd [\d.]+", log)
+    assert run_cli("eval", "--run", kd_run, "--models", name, "--beam", "1",
+                   "--max-sentences", "20").exit_code == 0
+    out = tmp_path / "export"
+    assert run_cli("export", "--run", kd_run, "--model", name, "--output", out).exit_code == 0
+    assert json.loads((out / "kdnmt.json").read_text())["role"] == "student"
+
+
+def test_online_teacher_agrees_with_the_cache(kd_run: Path, student_config: Path) -> None:
+    """The store holds exactly the top-k of the distributions the online teacher computes,
+    and both modes train."""
+    import torch
+
+    from kdnmt.onmt_bridge.inference import forced_log_probs, load_frozen_model
+    from kdnmt.teacher.store import SoftTargetStore
+
+    frozen = load_frozen_model(kd_run / "models" / "teacher" / "model_step_40.pt")
+    store = SoftTargetStore.open(kd_run / "generated" / "teacher" / "soft-references")
+    src = (kd_run / "data" / "train.sp.de").read_text().splitlines()
+    tgt = (kd_run / "data" / "train.sp.en").read_text().splitlines()
+    for line in (0, 11):
+        logp, mask = forced_log_probs(frozen, [frozen.ids(src[line].split())],
+                                      [frozen.ids(tgt[line].split())])
+        top_lp, top_ids = torch.topk(logp[0, : int(mask.sum())], store.k, dim=-1)
+        ids, lps = store[line]
+        assert (torch.from_numpy(ids.astype("int64"))[:, 0] == top_ids[:, 0]).all()
+        assert torch.allclose(torch.from_numpy(lps.astype("float32")), top_lp, atol=2e-2)
+    for mode in ("cache", "online"):
+        result = run_cli("distill", "--run", kd_run, "--name", f"w-{mode}", "--method", "word",
+                         "--config", student_config, "--steps", "10", "--teacher-mode", mode)
+        assert result.exit_code == 0, result.output
+        info = json.loads((kd_run / "models" / f"w-{mode}" / "model.json").read_text())
+        assert info["teacher_mode"] == mode
+
+
+def test_resume_a_distilled_student(kd_run: Path, student_config: Path) -> None:
+    args = ("distill", "--run", kd_run, "--name", "resumed", "--method", "word",
+            "--config", student_config)
+    assert run_cli(*args, "--steps", "20").exit_code == 0
+    result = run_cli(*args, "--steps", "30", "--resume")
+    assert result.exit_code == 0, result.output
+    info = json.loads((kd_run / "models" / "resumed" / "model.json").read_text())
+    assert info["step"] == 30 and info["method"] == "word"
+
+
+def test_divergence_stops_with_a_clear_message(kd_run: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "explode.yaml"
+    cfg.write_text(yaml.safe_dump({"model": TINY_MODEL, "training": {
+        "batch_size": 512, "learning_rate": 1.0e12, "warmup_steps": 1, "report_every": 1,
+        "save_steps": 1000, "valid_steps": 1000}}))
+    result = run_cli("distill", "--run", kd_run, "--name", "boom", "--method", "word",
+                     "--config", cfg, "--steps", "30")
+    assert_clean_error(result, "diverged")
+    assert not (kd_run / "models" / "boom" / "model.json").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--method", "magic"), "unknown method 'magic'"),
+    (("--method", "word", "--alpha", "1.5"), "alpha=1.5 is out of range"),
+    (("--method", "word", "--temperature", "-1"), "temperature"),
+    (("--method", "word", "--lam", "0.5"), "--lam does not apply"),
+    (("--method", "seq", "--alpha", "0.5"), "--alpha does not apply to method 'seq'"),
+    (("--method", "word", "--teacher", "nobody"), "unknown model 'nobody'"),
+    (("--method", "word", "--teacher-mode", "magic"), "--teacher-mode"),
+])
+def test_bad_distill_arguments(kd_run: Path, args, needle) -> None:
+    assert_clean_error(run_cli("distill", "--run", kd_run, "--name", "bad", *args), needle)
+
+
+def test_cache_requested_but_missing_and_seqinter_without_picks(trained_run: Path,
+                                                                copy_run) -> None:
+    run = copy_run(trained_run)
+    assert_clean_error(run_cli("distill", "--run", run, "--name", "x", "--method", "word",
+                               "--teacher-mode", "cache"), "no soft-target store")
+    assert_clean_error(run_cli("distill", "--run", run, "--name", "x", "--method", "seq"),
+                       "no generated data")
+    assert run_cli("generate", "--run", run, "--beam", "2", "--max-length", "60").exit_code == 0
+    assert_clean_error(run_cli("distill", "--run", run, "--name", "x", "--method", "seqinter"),
+                       "--select closest")
+
+
+def test_edited_pseudo_targets_are_refused(kd_run: Path, copy_run) -> None:
+    run = copy_run(kd_run)
+    path = run / "generated" / "teacher" / "train.sp.en"
+    path.write_text(path.read_text().replace("▁", "▁▁", 1))
+    assert_clean_error(run_cli("distill", "--run", run, "--name", "x", "--method", "seq"),
+                       "changed or truncated")
+
+
+def test_store_from_another_teacher_is_refused(kd_run: Path, copy_run) -> None:
+    run = copy_run(kd_run)
+    info_path = run / "models" / "teacher" / "model.json"
+    info = json.loads(info_path.read_text())
+    info["checkpoint_sha256"] = "f" * 64
+    info_path.write_text(json.dumps(info))
+    assert_clean_error(run_cli("distill", "--run", run, "--name", "x", "--method", "word",
+                               "--teacher-mode", "cache"), "another teacher")
