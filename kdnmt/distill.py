@@ -41,6 +41,7 @@ METHODS: dict[str, tuple[str, str | None]] = {
     "seq+word": ("pseudo-targets", "word"),
     "selfevo": ("references", "selfevo"),
     "atkd": ("references", "atkd"),
+    "hybrid": ("references", "word"),
 }
 TEACHER_MODES = ("cache", "online")
 
@@ -59,12 +60,19 @@ class DistillOptions:
     resume: bool = False
     force: bool = False
     hparams: dict[str, float] = field(default_factory=dict)
+    gate: str = "learned"
 
 
 def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, float]]:
     if opts.method not in METHODS:
         raise KdnmtError(f"unknown method '{opts.method}' (methods: {', '.join(METHODS)})")
     data, loss = METHODS[opts.method]
+    if opts.method == "hybrid":
+        from kdnmt.gate import GateSpec
+
+        GateSpec.parse(opts.gate)
+    else:
+        check(opts.gate == "learned", "--gate applies to method 'hybrid' only")
     if loss is None:
         if opts.hparams:
             raise KdnmtError(f"--{next(iter(opts.hparams)).replace('_', '-')} does not apply to "
@@ -145,7 +153,7 @@ def distill(opts: DistillOptions, **callbacks: Callable[..., Any]) -> dict[str, 
     run = RunDir(Path(opts.run))
     manifest = run.load_manifest()
     extra: dict[str, Any] = {"method": opts.method, "hparams": hparams, "data": data}
-    loss_factory = extra_stats = None
+    loss_factory = extra_stats = extra_modules = None
     files = None
     if opts.method != "ce":
         info = load_model_info(run, opts.teacher)
@@ -159,12 +167,39 @@ def distill(opts: DistillOptions, **callbacks: Callable[..., Any]) -> dict[str, 
             target = files[1] if files else run.pieces("train", manifest["tgt"])
             source, mode = _teacher_source(opts, run, manifest, info, data, target)
             running = RunningStats()
-            loss_factory = kd_loss_factory(loss, hparams, source, running)
             extra_stats = running.drain
             extra["teacher_mode"] = mode
+            if opts.method == "hybrid":
+                loss_factory, extra_modules = _hybrid(opts, run, hparams, source, running)
+                extra["gate"] = opts.gate
+            else:
+                loss_factory = kd_loss_factory(loss, hparams, source, running)
     train_opts = TrainOptions(run=run.root, name=opts.name, preset=opts.preset,
                               config_file=opts.config_file, steps=opts.steps,
                               max_minutes=opts.max_minutes, resume=opts.resume, force=opts.force,
                               role="student")
     return train(train_opts, loss_factory=loss_factory, extra_info=extra,
-                 extra_stats=extra_stats, data=files, **callbacks)
+                 extra_stats=extra_stats, data=files, extra_modules=extra_modules, **callbacks)
+
+
+def _hybrid(opts: DistillOptions, run: RunDir, hparams: dict[str, float], source: Any,
+            running: Any) -> tuple[Any, dict[str, Any] | None]:
+    """Loss factory and gate module of the hybrid method (Wei et al. 2024)."""
+    from kdnmt.config import resolve_config
+    from kdnmt.gate import GATE_PREFIX, GateSpec, SourceGate
+    from kdnmt.generate import load_generated
+    from kdnmt.onmt_bridge.kd_loss import hybrid_loss_factory
+
+    spec = GateSpec.parse(opts.gate)
+    generated = load_generated(run, opts.teacher)
+    check(generated["kept"] == generated["lines"],
+          "hybrid needs a pseudo-target for every training line: generate without --filter-ce")
+    pseudo_path = run.root / "generated" / opts.teacher / generated["outputs"]["pseudo"]["path"]
+    pseudo_lines = pseudo_path.read_text(encoding="utf-8").splitlines()
+    steps = opts.steps or resolve_config(opts.preset, opts.config_file).training.steps
+    factory = hybrid_loss_factory(hparams, source, spec, pseudo_lines, running, steps)
+    modules = None
+    if spec.kind == "learned":
+        name = GATE_PREFIX.rstrip(".")
+        modules = {name: lambda model: SourceGate(model.generator.weight.shape[1])}
+    return factory, modules

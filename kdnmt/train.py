@@ -102,6 +102,7 @@ def train(
     extra_info: dict[str, Any] | None = None,
     extra_stats: Any = None,
     data: tuple[Path, Path] | None = None,
+    extra_modules: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train model ``opts.name`` of run ``opts.run``; returns its ``model.json`` content."""
     from kdnmt.onmt_bridge.checkpoint import (
@@ -142,9 +143,22 @@ def train(
 
         start_step = checkpoint_step(train_from)
     on_start(config, start_step)
-    result = run_training(opt, on_report=on_report, on_valid=on_valid,
+    stats_csv = model_dir / "kd_stats.csv"
+
+    def report(r: Any) -> None:
+        if r.extra:  # method figures (gate mean/spread, hard tokens, UNC...) over training
+            new = not stats_csv.exists()
+            with open(stats_csv, "a", encoding="utf-8") as handle:
+                if new:
+                    handle.write(",".join(["step", *r.extra]) + "\n")
+                handle.write(",".join([str(r.step), *(f"{v:.6f}" for v in r.extra.values())])
+                             + "\n")
+        on_report(r)
+
+    result = run_training(opt, on_report=report, on_valid=on_valid,
                           max_seconds=config.training.max_minutes * 60,
-                          loss_factory=loss_factory, extra_stats=extra_stats)
+                          loss_factory=loss_factory, extra_stats=extra_stats,
+                          extra_modules=extra_modules)
     checkpoints = list_checkpoints(model_dir)
     check(checkpoints, f"training of '{opts.name}' saved no checkpoint")
     final = checkpoints[-1]

@@ -37,6 +37,8 @@ def distill_command(
     beta: Annotated[float | None, typer.Option(help="selfevo: student share of the proxy.")] = None,
     threshold: Annotated[float | None, typer.Option(help="selfevo: hard-token threshold (nats).")] = None,
     hard_ratio: Annotated[float | None, typer.Option(help="atkd: share of hard tokens.")] = None,
+    gate: Annotated[str, typer.Option(
+        help="hybrid: learned, fixed:V or schedule:START:END.")] = "learned",
 ) -> None:
     """Train a student with a knowledge-distillation method (see docs/distill.md)."""
     from kdnmt.config import preset_config
@@ -48,7 +50,7 @@ def distill_command(
     opts = DistillOptions(run=run, name=name, method=method, preset=preset, teacher=teacher,
                           teacher_mode=teacher_mode, steps=steps, max_minutes=max_minutes,
                           config_file=config, resume=resume, force=force,
-                          hparams={k: v for k, v in given.items() if v is not None})
+                          hparams={k: v for k, v in given.items() if v is not None}, gate=gate)
     check_method(opts)  # bad method options fail before the progress display starts
     info = run_with_progress(partial(distill, opts), f"distill {name} ({method})")
     if info.get("teacher_mode"):

@@ -95,7 +95,7 @@ def count_parameters(checkpoint: dict[str, Any]) -> int:
     total = 0
     tensors = list(checkpoint["model"].items()) + list((checkpoint.get("generator") or {}).items())
     for name, tensor in tensors:
-        if name.endswith(".pe.pe") or not tensor.is_floating_point():
+        if name.endswith(".pe.pe") or name.startswith("kd_gate.") or not tensor.is_floating_point():
             continue
         key = tensor.untyped_storage().data_ptr()
         if key in seen:
@@ -103,3 +103,12 @@ def count_parameters(checkpoint: dict[str, Any]) -> int:
         seen.add(key)
         total += tensor.numel()
     return total
+
+
+def strip_keys(checkpoint: dict[str, Any], prefix: str) -> bool:
+    """Remove training-only parameters (e.g. the hybrid gate) from a loaded checkpoint, so
+    exported and released models hold only the translation model. Returns whether any were."""
+    keys = [k for k in checkpoint["model"] if k.startswith(prefix)]
+    for key in keys:
+        del checkpoint["model"][key]
+    return bool(keys)

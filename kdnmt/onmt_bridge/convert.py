@@ -14,8 +14,9 @@ import torch
 
 from kdnmt.errors import KdnmtError
 from kdnmt.fileio import atomic_dir
+from kdnmt.gate import GATE_PREFIX
 from kdnmt.onmt_bridge import shims
-from kdnmt.onmt_bridge.checkpoint import load_checkpoint
+from kdnmt.onmt_bridge.checkpoint import load_checkpoint, strip_keys
 
 shims.install()
 
@@ -25,7 +26,8 @@ QUANTIZATIONS = ("int8", "int8_float32", "int16", "float32")
 def convert_checkpoint(checkpoint: Path, output: Path, quantization: str = "int8") -> None:
     """Write a CTranslate2 model for ``checkpoint`` to ``output`` (atomically, replacing it).
 
-    A checkpoint trained with ``self_attn_type: scaled-dot-flash`` (OpenNMT-py 3.5's default)
+    Training-only parameters (the hybrid gate, ``kd_gate.*``) are stripped. A checkpoint
+    trained with ``self_attn_type: scaled-dot-flash`` (OpenNMT-py 3.5's default)
     has the same weights as ``scaled-dot``, but the converter rejects the option; such a
     checkpoint is converted from a temporary copy with the option rewritten.
     """
@@ -38,8 +40,11 @@ def convert_checkpoint(checkpoint: Path, output: Path, quantization: str = "int8
     loaded = load_checkpoint(checkpoint)
     with tempfile.TemporaryDirectory(prefix=".kdnmt-tmp-conv.") as scratch:
         source = Path(checkpoint)
+        rewrite = strip_keys(loaded, GATE_PREFIX)  # the hybrid gate is not part of the model
         if getattr(loaded["opt"], "self_attn_type", "scaled-dot") == "scaled-dot-flash":
             loaded["opt"].self_attn_type = "scaled-dot"
+            rewrite = True
+        if rewrite:
             source = Path(scratch) / "checkpoint.pt"
             torch.save(loaded, source)
         del loaded

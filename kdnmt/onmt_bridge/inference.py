@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
+from kdnmt.gate import GATE_PREFIX
 from kdnmt.onmt_bridge import shims
-from kdnmt.onmt_bridge.checkpoint import load_checkpoint
+from kdnmt.onmt_bridge.checkpoint import load_checkpoint, strip_keys
 
 shims.install()
 
@@ -44,6 +45,7 @@ def load_frozen_model(checkpoint_path: Path) -> FrozenModel:
     from onmt.utils.parse import ArgumentParser
 
     checkpoint = load_checkpoint(Path(checkpoint_path))
+    strip_keys(checkpoint, GATE_PREFIX)  # a hybrid student used as a teacher
     model_opt = ArgumentParser.ckpt_model_opts(checkpoint["opt"])
     ArgumentParser.update_model_opts(model_opt)
     ArgumentParser.validate_model_opts(model_opt)

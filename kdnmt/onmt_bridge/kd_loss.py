@@ -149,3 +149,91 @@ def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSour
         return loss
 
     return factory
+
+
+class PseudoTargets:
+    """The teacher's pseudo-target of each training line, as vocabulary ids (hybrid needs the
+    reference *and* the pseudo-target of every sentence in a batch)."""
+
+    def __init__(self, lines: list[str], vocab: Any):
+        self.lines = lines
+        self.vocab = vocab
+
+    def batch(self, line_numbers: list[int], bos: int, eos: int, pad: int) -> torch.Tensor:
+        rows = [[bos, *(self.vocab[p] for p in self.lines[int(n)].split()), eos]
+                for n in line_numbers]
+        length = max(len(r) for r in rows)
+        out = torch.full((len(rows), length, 1), pad, dtype=torch.long)
+        for i, row in enumerate(rows):
+            out[i, : len(row), 0] = torch.tensor(row)
+        return out
+
+
+def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_spec: Any,
+                        pseudo_lines: list[str], running: RunningStats,
+                        total_steps: int) -> Callable[[argparse.Namespace, Any, dict], Any]:
+    """Wei et al. 2024: per sentence ``g·token_loss + (1-g)·sentence_loss``.
+
+    ``token_loss_b`` is word-level KD along the reference (the batch's target), summed over
+    the sentence; ``sentence_loss_b`` is label-smoothed CE on the teacher's pseudo-target,
+    from a second decoder pass over the same source. ``g`` comes from the gate module the
+    trainer added to the student (``kd_gate``), or from a fixed value or a schedule.
+    """
+    import torch.nn.functional as F
+    from onmt.utils.loss import LossCompute
+
+    from kdnmt.losses import hybrid, word_kd
+
+    class HybridLossCompute(LossCompute):
+        def forward(self, batch, output, attns, trunc_start=0, trunc_size=None):  # type: ignore[override]
+            model = self.student
+            target = batch["tgt"][:, 1:, 0]
+            scores = self.generator(output)
+            batch_size, length, vocab_size = scores.shape
+            mask = target.ne(self.padding_idx)
+            with torch.no_grad():
+                if teacher.mode == "cache":
+                    t = _teacher_logprobs_from_store(
+                        teacher.store, batch, target.masked_fill(~mask, -1), vocab_size)
+                else:
+                    dec_out, _ = teacher.frozen.model(batch["src"], batch["tgt"], batch["srclen"])
+                    t = torch.log_softmax(teacher.frozen.model.generator(dec_out).float(), -1)
+            token_loss = torch.stack([
+                word_kd(scores[b][mask[b]].float(), t[b][mask[b]], target[b][mask[b]], **hparams)
+                for b in range(batch_size)])
+            # Second pass: the same sources, the teacher's pseudo-targets.
+            pseudo = self.pseudo.batch(batch["cid_line_number"], self.bos, self.eos,
+                                       self.padding_idx)
+            enc_out, enc_final_hs, src_len = model.encoder(batch["src"], batch["srclen"])
+            model.decoder.init_state(batch["src"], enc_out, enc_final_hs)
+            dec_out, _ = model.decoder(pseudo[:, :-1, :], enc_out, src_len=src_len)
+            pseudo_scores = self.generator(dec_out).float()
+            pseudo_target = pseudo[:, 1:, 0]
+            ce = F.cross_entropy(pseudo_scores.transpose(1, 2), pseudo_target,
+                                 ignore_index=self.padding_idx, reduction="none",
+                                 label_smoothing=self.label_smoothing)
+            sentence_loss = ce.sum(dim=1)
+            if gate_spec.kind == "learned":
+                gate = model.kd_gate(enc_out, src_len)
+            else:
+                value = gate_spec.value(self.current_step(), total_steps)
+                gate = torch.full((batch_size,), value)
+            loss = hybrid(token_loss, sentence_loss, gate)
+            running.add({"gate_mean": float(gate.mean()),
+                         "gate_std": float(gate.std()) if batch_size > 1 else 0.0})
+            stats = self._stats(len(batch["srclen"]), loss.item(), scores.view(-1, vocab_size),
+                                target.reshape(-1))
+            return loss, stats
+
+    def factory(opt: argparse.Namespace, model: Any, vocabs: dict[str, Any]) -> Any:
+        base = LossCompute.from_opts(opt, model, vocabs["tgt"])
+        loss = HybridLossCompute(base.criterion, base.generator, tgt_shift_index=1,
+                                 vocab=vocabs["tgt"])
+        loss.__dict__["student"] = model  # a reference, not a registered submodule
+        loss.pseudo = PseudoTargets(pseudo_lines, vocabs["tgt"])
+        loss.bos, loss.eos = vocabs["tgt"]["<s>"], vocabs["tgt"]["</s>"]
+        loss.label_smoothing = opt.label_smoothing
+        loss.current_step = lambda: 1
+        return loss
+
+    return factory

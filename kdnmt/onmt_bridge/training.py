@@ -134,6 +134,7 @@ def run_training(
     max_seconds: float = 0.0,
     loss_factory: LossFactory | None = None,
     extra_stats: Callable[[], dict[str, float]] | None = None,
+    extra_modules: dict[str, Callable[[Any], Any]] | None = None,
 ) -> TrainResult:
     """Train on CPU (device -1) as ``onmt_train`` would; see the module docstring."""
     from onmt.constants import CorpusTask
@@ -151,7 +152,20 @@ def run_training(
     configure_process(opt, device_id)
     checkpoint, vocabs, transforms_cls = _init_train(opt)
     model_opt = _get_model_opts(opt, checkpoint=checkpoint)
+    # Modules kdnmt adds to the student (the hybrid gate) are trained and checkpointed with it,
+    # but OpenNMT-py's loader rejects keys it does not know: set them aside, load them after.
+    saved_extra: dict[str, dict[str, torch.Tensor]] = {name: {} for name in extra_modules or {}}
+    if checkpoint is not None:
+        for key in list(checkpoint["model"]):
+            for name in saved_extra:
+                if key.startswith(name + "."):
+                    saved_extra[name][key[len(name) + 1:]] = checkpoint["model"].pop(key)
     model = build_model(model_opt, opt, vocabs, checkpoint, device_id)
+    for name, make in (extra_modules or {}).items():
+        module = make(model)
+        if saved_extra[name]:
+            module.load_state_dict(saved_extra[name])
+        model.add_module(name, module)
     optim = Optimizer.from_opt(model, opt, checkpoint=checkpoint)
     del checkpoint
     model_saver = build_model_saver(model_opt, opt, model, vocabs, optim, device_id)
@@ -161,6 +175,8 @@ def run_training(
     trainer.report_manager = report_manager
     if loss_factory is not None:
         trainer.train_loss = loss_factory(opt, model, vocabs)
+        # Losses that change with training progress (scheduled gates) read the step here.
+        trainer.train_loss.current_step = lambda: optim.training_step
 
     train_iter = build_dynamic_dataset_iter(opt, transforms_cls, vocabs, task=CorpusTask.TRAIN,
                                             copy=False, device_id=device_id)

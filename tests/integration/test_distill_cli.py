@@ -52,6 +52,7 @@ def reported_losses(log: Path) -> list[float]:
     ("seq+word", ("--alpha", "0.5")),
     ("selfevo", ("--lam", "0.3", "--beta", "0.5")),
     ("atkd", ("--alpha", "0.2", "--hard-ratio", "0.5")),
+    ("hybrid", ("--alpha", "0.5")),
 ])
 def test_method_trains_evaluates_exports(kd_run: Path, student_config: Path, method: str,
                                          extra: tuple[str, ...], tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ def test_method_trains_evaluates_exports(kd_run: Path, student_config: Path, met
     if method != "ce":
         teacher = json.loads((kd_run / "models" / "teacher" / "model.json").read_text())
         assert info["teacher_sha256"] == teacher["checkpoint_sha256"]
-    if method in ("word", "seq+word", "selfevo", "atkd"):
+    if method in ("word", "seq+word", "selfevo", "atkd", "hybrid"):
         assert info["teacher_mode"] == "cache"
     losses = reported_losses(model_dir / "train.log")
     assert len(losses) == STEPS // 5
@@ -171,3 +172,63 @@ def test_store_from_another_teacher_is_refused(kd_run: Path, copy_run) -> None:
     info_path.write_text(json.dumps(info))
     assert_clean_error(run_cli("distill", "--run", run, "--name", "x", "--method", "word",
                                "--teacher-mode", "cache"), "another teacher")
+
+
+def test_hybrid_gate_is_logged_checkpointed_resumed_and_stripped(kd_run: Path,
+                                                                  student_config: Path) -> None:
+    import torch
+
+    from kdnmt.onmt_bridge.checkpoint import load_checkpoint
+
+    args = ("distill", "--run", kd_run, "--name", "hy", "--method", "hybrid",
+            "--config", student_config)
+    assert run_cli(*args, "--steps", "20").exit_code == 0
+    model_dir = kd_run / "models" / "hy"
+    rows = (model_dir / "kd_stats.csv").read_text().splitlines()
+    assert rows[0] == "step,gate_mean,gate_std" and len(rows) == 1 + 20 // 5
+    means = [float(r.split(",")[1]) for r in rows[1:]]
+    assert all(0.0 < m < 1.0 for m in means)
+    assert "gate_mean" in (model_dir / "train.log").read_text()
+    ckpt = load_checkpoint(model_dir / "model_step_20.pt")
+    gate_weight = ckpt["model"]["kd_gate.linear.weight"].clone()
+    assert gate_weight.abs().sum() > 0  # trained jointly with the student (starts at zero)
+    result = run_cli(*args, "--steps", "30", "--resume")
+    assert result.exit_code == 0, result.output
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["step"] == 30 and info["gate"] == "learned"
+    # the parameter count and the export leave the gate out
+    resumed = load_checkpoint(model_dir / "model_step_30.pt")
+    assert not torch.equal(resumed["model"]["kd_gate.linear.weight"], torch.zeros_like(gate_weight))
+    ce_info = json.loads((kd_run / "models" / "s-ce" / "model.json").read_text()) \
+        if (kd_run / "models" / "s-ce" / "model.json").exists() else None
+    if ce_info:
+        assert info["parameters"] == ce_info["parameters"]
+
+
+@pytest.mark.parametrize("gate", ["fixed:0.3", "schedule:0.2:0.8"])
+def test_hybrid_gate_ablations(kd_run: Path, student_config: Path, gate: str) -> None:
+    from kdnmt.onmt_bridge.checkpoint import load_checkpoint
+
+    name = "hy-" + gate.split(":")[0]
+    result = run_cli("distill", "--run", kd_run, "--name", name, "--method", "hybrid",
+                     "--gate", gate, "--config", student_config, "--steps", "20")
+    assert result.exit_code == 0, result.output
+    rows = (kd_run / "models" / name / "kd_stats.csv").read_text().splitlines()[1:]
+    means = [float(r.split(",")[1]) for r in rows]
+    if gate.startswith("fixed"):
+        assert means == pytest.approx([0.3] * 4)
+    else:
+        assert means == sorted(means) and means[0] < means[-1]
+        assert 0.2 <= means[0] and means[-1] <= 0.8
+    # no learned gate, so no gate parameters in the checkpoint
+    ckpt = load_checkpoint(kd_run / "models" / name / "model_step_20.pt")
+    assert not any(k.startswith("kd_gate") for k in ckpt["model"])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--method", "hybrid", "--gate", "sometimes"), "--gate must be"),
+    (("--method", "hybrid", "--gate", "fixed:1.5"), "[0, 1]"),
+    (("--method", "word", "--gate", "fixed:0.5"), "--gate applies to method 'hybrid' only"),
+])
+def test_bad_gate(kd_run: Path, args, needle) -> None:
+    assert_clean_error(run_cli("distill", "--run", kd_run, "--name", "bad", *args), needle)
