@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class DistillOptions:
     force: bool = False
     hparams: dict[str, float] = field(default_factory=dict)
     gate: str = "learned"
+    world_size: int = 1
 
 
 def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, float]]:
@@ -118,8 +120,7 @@ def _teacher_source(opts: DistillOptions, run: RunDir, manifest: dict[str, Any],
 
     along = "references" if data == "references" else "pseudo-targets"
     store_dir = run.root / "generated" / opts.teacher / f"soft-{along}"
-    mode = opts.teacher_mode or ("cache" if store_dir.is_dir() else "online")
-    check(mode in TEACHER_MODES, f"--teacher-mode must be one of {TEACHER_MODES}")
+    mode = _teacher_mode(opts, run, data)
     if mode == "cache":
         check(store_dir.is_dir(),
               f"no soft-target store along {along} for teacher '{opts.teacher}': run "
@@ -147,14 +148,35 @@ def _teacher_source(opts: DistillOptions, run: RunDir, manifest: dict[str, Any],
     return TeacherSource(mode="online", frozen=frozen), mode
 
 
-def distill(opts: DistillOptions, **callbacks: Callable[..., Any]) -> dict[str, Any]:
-    """Run `kdnmt distill`; returns the student's ``model.json`` content."""
+def _teacher_mode(opts: DistillOptions, run: RunDir, data: str) -> str:
+    along = "references" if data == "references" else "pseudo-targets"
+    store_dir = run.root / "generated" / opts.teacher / f"soft-{along}"
+    mode = opts.teacher_mode or ("cache" if store_dir.is_dir() else "online")
+    check(mode in TEACHER_MODES, f"--teacher-mode must be one of {TEACHER_MODES}")
+    return mode
+
+
+@dataclass
+class _Plan:
+    """What a distillation run trains on and records, checked before anything is loaded."""
+
+    run: RunDir
+    manifest: dict[str, Any]
+    data: str
+    loss: str | None
+    hparams: dict[str, float]
+    extra: dict[str, Any]
+    files: tuple[Path, Path] | None
+    info: dict[str, Any] | None
+
+
+def _plan(opts: DistillOptions) -> _Plan:
     data, loss, hparams = check_method(opts)
+    check(opts.world_size >= 1, f"--world-size must be >= 1, got {opts.world_size}")
     run = RunDir(Path(opts.run))
     manifest = run.load_manifest()
     extra: dict[str, Any] = {"method": opts.method, "hparams": hparams, "data": data}
-    loss_factory = extra_stats = extra_modules = None
-    files = None
+    files = info = None
     if opts.method != "ce":
         info = load_model_info(run, opts.teacher)
         check(info.get("vocab_sha256") == manifest["vocab"]["sha256"],
@@ -162,24 +184,51 @@ def distill(opts: DistillOptions, **callbacks: Callable[..., Any]) -> dict[str, 
         extra.update(teacher=opts.teacher, teacher_sha256=info["checkpoint_sha256"])
         files = _training_data(run, manifest, data, opts.teacher)
         if loss is not None:
-            from kdnmt.onmt_bridge.kd_loss import RunningStats, kd_loss_factory
+            extra["teacher_mode"] = _teacher_mode(opts, run, data)
+        if opts.method == "hybrid":
+            extra["gate"] = opts.gate
+    return _Plan(run, manifest, data, loss, hparams, extra, files, info)
 
-            target = files[1] if files else run.pieces("train", manifest["tgt"])
-            source, mode = _teacher_source(opts, run, manifest, info, data, target)
-            running = RunningStats()
-            extra_stats = running.drain
-            extra["teacher_mode"] = mode
-            if opts.method == "hybrid":
-                loss_factory, extra_modules = _hybrid(opts, run, hparams, source, running)
-                extra["gate"] = opts.gate
-            else:
-                loss_factory = kd_loss_factory(loss, hparams, source, running)
-    train_opts = TrainOptions(run=run.root, name=opts.name, preset=opts.preset,
+
+def _components(opts: DistillOptions, plan: _Plan) -> tuple[Any, Any, Any]:
+    """(loss_factory, extra_stats, extra_modules) of a token-level method: loads the store or
+    the frozen teacher, so each data-parallel rank builds its own."""
+    if plan.loss is None or plan.info is None:
+        return None, None, None
+    from kdnmt.onmt_bridge.kd_loss import RunningStats, kd_loss_factory
+
+    run, manifest = plan.run, plan.manifest
+    target = plan.files[1] if plan.files else run.pieces("train", manifest["tgt"])
+    source, _ = _teacher_source(opts, run, manifest, plan.info, plan.data, target)
+    running = RunningStats()
+    if opts.method == "hybrid":
+        loss_factory, extra_modules = _hybrid(opts, run, plan.hparams, source, running)
+        return loss_factory, running.drain, extra_modules
+    return kd_loss_factory(plan.loss, plan.hparams, source, running), running.drain, None
+
+
+def rank_components(opts: DistillOptions) -> tuple[Any, Any, Any]:
+    """The loss of one data-parallel rank (module-level so that it pickles)."""
+    return _components(opts, _plan(opts))
+
+
+def distill(opts: DistillOptions, **callbacks: Callable[..., Any]) -> dict[str, Any]:
+    """Run `kdnmt distill`; returns the student's ``model.json`` content."""
+    plan = _plan(opts)
+    setup = None
+    if opts.world_size > 1:
+        loss_factory = extra_stats = extra_modules = None
+        if plan.loss is not None:
+            setup = partial(rank_components, opts)
+    else:
+        loss_factory, extra_stats, extra_modules = _components(opts, plan)
+    train_opts = TrainOptions(run=plan.run.root, name=opts.name, preset=opts.preset,
                               config_file=opts.config_file, steps=opts.steps,
                               max_minutes=opts.max_minutes, resume=opts.resume, force=opts.force,
-                              role="student")
-    return train(train_opts, loss_factory=loss_factory, extra_info=extra,
-                 extra_stats=extra_stats, data=files, extra_modules=extra_modules, **callbacks)
+                              role="student", world_size=opts.world_size)
+    return train(train_opts, loss_factory=loss_factory, extra_info=plan.extra,
+                 extra_stats=extra_stats, data=plan.files, extra_modules=extra_modules,
+                 rank_setup=setup, **callbacks)
 
 
 def _hybrid(opts: DistillOptions, run: RunDir, hparams: dict[str, float], source: Any,

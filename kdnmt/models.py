@@ -37,8 +37,6 @@ def checkpoint_path(run: RunDir, info: dict[str, Any]) -> Path:
 
 def ct2_model(run: RunDir, name: str, quantization: str) -> Path:
     """The CTranslate2 conversion of model ``name``, converting (once) if needed."""
-    from kdnmt.onmt_bridge.convert import convert_checkpoint
-
     info = load_model_info(run, name)
     if info.get("ct2_only"):
         return run.model_dir(name) / "ct2"
@@ -50,6 +48,9 @@ def ct2_model(run: RunDir, name: str, quantization: str) -> Path:
                 return out
         except (json.JSONDecodeError, KeyError):
             pass
+    # Imported here: a cached conversion must not pay for importing torch and OpenNMT-py.
+    from kdnmt.onmt_bridge.convert import convert_checkpoint
+
     convert_checkpoint(checkpoint_path(run, info), out, quantization)
     write_json(stamp, {"checkpoint": info["checkpoint"],
                        "checkpoint_sha256": info["checkpoint_sha256"],

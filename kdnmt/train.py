@@ -33,6 +33,7 @@ class TrainOptions:
     resume: bool = False
     force: bool = False
     role: str = "teacher"
+    world_size: int = 1
 
 
 def _overrides(opts: TrainOptions) -> dict[str, Any]:
@@ -103,6 +104,7 @@ def train(
     extra_stats: Any = None,
     data: tuple[Path, Path] | None = None,
     extra_modules: dict[str, Any] | None = None,
+    rank_setup: Any = None,
 ) -> dict[str, Any]:
     """Train model ``opts.name`` of run ``opts.run``; returns its ``model.json`` content."""
     from kdnmt.onmt_bridge.checkpoint import (
@@ -119,6 +121,10 @@ def train(
 
     run = RunDir(Path(opts.run))
     manifest = run.load_manifest()
+    check(opts.world_size >= 1, f"--world-size must be >= 1, got {opts.world_size}")
+    check(opts.world_size == 1 or not opts.max_minutes,
+          "--max-minutes cannot be combined with --world-size > 1 (the ranks would stop at "
+          "different steps): give --steps")
     config, train_from = prepare_model_dir(run, opts)
     src, tgt = manifest["src"], manifest["tgt"]
     model_dir = run.model_dir(opts.name)
@@ -155,10 +161,16 @@ def train(
                              + "\n")
         on_report(r)
 
-    result = run_training(opt, on_report=report, on_valid=on_valid,
-                          max_seconds=config.training.max_minutes * 60,
-                          loss_factory=loss_factory, extra_stats=extra_stats,
-                          extra_modules=extra_modules)
+    if opts.world_size > 1:
+        from kdnmt.onmt_bridge.distributed import run_data_parallel
+
+        result = run_data_parallel(opt, opts.world_size, rank_setup, on_report=report,
+                                   on_valid=on_valid)
+    else:
+        result = run_training(opt, on_report=report, on_valid=on_valid,
+                              max_seconds=config.training.max_minutes * 60,
+                              loss_factory=loss_factory, extra_stats=extra_stats,
+                              extra_modules=extra_modules)
     checkpoints = list_checkpoints(model_dir)
     check(checkpoints, f"training of '{opts.name}' saved no checkpoint")
     final = checkpoints[-1]
@@ -172,6 +184,7 @@ def train(
         "step": result.last_step,
         "target_steps": config.training.steps,
         "stopped_by_time_budget": result.stopped_by_budget,
+        "world_size": opts.world_size,
         "parameters": count_parameters(checkpoint),
         "spm_sha256": manifest["sentencepiece"]["sha256"],
         "vocab_sha256": manifest["vocab"]["sha256"],

@@ -28,6 +28,8 @@ def distill_command(
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML overriding the preset.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    world_size: Annotated[int, typer.Option(
+        help="Data-parallel CPU processes (gloo); 1 = this process only.")] = 1,
     force: Annotated[bool, typer.Option(help="Delete an existing student of this name.")] = False,
     alpha: Annotated[float | None, typer.Option(
         help="word/seq+word: KD weight; atkd: easy-token weight.")] = None,
@@ -50,7 +52,8 @@ def distill_command(
     opts = DistillOptions(run=run, name=name, method=method, preset=preset, teacher=teacher,
                           teacher_mode=teacher_mode, steps=steps, max_minutes=max_minutes,
                           config_file=config, resume=resume, force=force,
-                          hparams={k: v for k, v in given.items() if v is not None}, gate=gate)
+                          hparams={k: v for k, v in given.items() if v is not None}, gate=gate,
+                          world_size=world_size)
     check_method(opts)  # bad method options fail before the progress display starts
     info = run_with_progress(partial(distill, opts), f"distill {name} ({method})")
     if info.get("teacher_mode"):

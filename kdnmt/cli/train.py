@@ -67,6 +67,8 @@ def train_command(
     config: Annotated[Path | None, typer.Option(
         help="YAML with `model:` and `training:` keys overriding the preset.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    world_size: Annotated[int, typer.Option(
+        help="Data-parallel CPU processes (gloo); 1 = this process only.")] = 1,
     force: Annotated[bool, typer.Option(help="Delete an existing model of this name first.")] = False,
 ) -> None:
     """Train a transformer (teacher or baseline student) with OpenNMT-py's trainer."""
@@ -78,5 +80,6 @@ def train_command(
     preset_config(preset)  # an unknown preset fails before anything else
     role = "teacher" if name.startswith("teacher") else "student"
     opts = TrainOptions(run=run, name=name, preset=preset, config_file=config, steps=steps,
-                        max_minutes=max_minutes, resume=resume, force=force, role=role)
+                        max_minutes=max_minutes, resume=resume, force=force, role=role,
+                        world_size=world_size)
     run_with_progress(partial(train, opts), f"train {name}")

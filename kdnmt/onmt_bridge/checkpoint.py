@@ -89,13 +89,26 @@ def inspect_checkpoint(checkpoint: dict[str, Any]) -> CheckpointInfo:
     )
 
 
+#: Parameters tied to another one when these OpenNMT-py options are set.
+_TIED = {
+    "share_embeddings": "model:decoder.embeddings.make_embedding.emb_luts.0.weight",
+    "share_decoder_embeddings": "generator:weight",
+}
+
+
 def count_parameters(checkpoint: dict[str, Any]) -> int:
-    """Trainable parameters in a checkpoint, excluding buffers and tied duplicates."""
+    """Trainable parameters in a checkpoint, excluding buffers, training-only modules and
+    tied duplicates (by storage, and by OpenNMT-py's sharing options: a checkpoint gathered
+    from data-parallel ranks holds tied tensors as separate copies)."""
+    opt = checkpoint.get("opt")
+    skip = {key for option, key in _TIED.items() if getattr(opt, option, False)}
     seen: set[int] = set()
     total = 0
-    tensors = list(checkpoint["model"].items()) + list((checkpoint.get("generator") or {}).items())
+    tensors = [(f"model:{k}", v) for k, v in checkpoint["model"].items()]
+    tensors += [(f"generator:{k}", v) for k, v in (checkpoint.get("generator") or {}).items()]
     for name, tensor in tensors:
-        if name.endswith(".pe.pe") or name.startswith("kd_gate.") or not tensor.is_floating_point():
+        if (name in skip or name.endswith(".pe.pe") or name.startswith("model:kd_gate.")
+                or not tensor.is_floating_point()):
             continue
         key = tensor.untyped_storage().data_ptr()
         if key in seen:

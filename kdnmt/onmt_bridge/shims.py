@@ -29,7 +29,12 @@ bridge modules do) before importing it.
    ``onmt.inputters.dynamic_iterator.process`` returns None and the iterator crashes with
    ``TypeError: 'NoneType' object is not iterable``; :func:`patch_empty_buckets` makes it an
    empty bucket, which the iterator then skips.
-7. Noise: OpenNMT-py triggers torch ``FutureWarning``s (``custom_fwd``/``custom_bwd``,
+7. Data-parallel striding. ``ParallelCorpus.load(offset, stride)`` gives rank ``offset`` the
+   lines with ``(i // stride) % stride == offset`` (blocks of ``stride`` lines), but numbers
+   them ``j * stride + offset``, so ``cid_line_number`` is wrong as soon as ``stride > 1`` and a
+   soft-target lookup by line would read another sentence's targets.
+   :func:`patch_corpus_striding` selects ``i % stride == offset``, which those numbers match.
+8. Noise: OpenNMT-py triggers torch ``FutureWarning``s (``custom_fwd``/``custom_bwd``,
    ``torch.cuda.amp.autocast``) on every import and step; they are filtered here, by module.
 """
 
@@ -127,3 +132,21 @@ def patch_empty_buckets() -> None:
 
     process._kdnmt_patched = True  # type: ignore[attr-defined]
     dynamic_iterator.process = process
+
+
+def patch_corpus_striding() -> None:
+    """Rank ``offset`` of ``stride`` reads lines ``offset, offset + stride, ...`` (shim 7)."""
+    install()
+    from onmt.inputters.text_corpus import ParallelCorpus
+
+    original = ParallelCorpus.load
+    if getattr(original, "_kdnmt_patched", False):
+        return
+
+    def load(self: Any, offset: int = 0, stride: int = 1) -> Any:
+        for i, example in enumerate(original(self, offset=0, stride=1)):
+            if i % stride == offset:
+                yield example
+
+    load._kdnmt_patched = True  # type: ignore[attr-defined]
+    ParallelCorpus.load = load  # type: ignore[method-assign]

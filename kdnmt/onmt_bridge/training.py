@@ -126,6 +126,23 @@ def _budgeted(iterator: Any, deadline: float | None, flag: dict[str, bool]) -> I
         yield item
 
 
+def _check_ranks_in_sync(model: Any) -> None:
+    """Data-parallel ranks must end with identical parameters (gradients were all-reduced);
+    a difference means the KD loss or the data split broke synchronisation."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for param in model.parameters():
+        digest.update(param.detach().cpu().numpy().tobytes())
+    digests: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(digests, digest.hexdigest())
+    if len(set(digests)) != 1:
+        raise KdnmtError(f"data-parallel ranks ended with different parameters ({digests})")
+    from onmt.utils.logging import logger
+
+    logger.info("Data-parallel ranks in sync: parameters sha256 %s", digests[0][:16])
+
+
 def run_training(
     opt: argparse.Namespace,
     *,
@@ -135,8 +152,15 @@ def run_training(
     loss_factory: LossFactory | None = None,
     extra_stats: Callable[[], dict[str, float]] | None = None,
     extra_modules: dict[str, Callable[[Any], Any]] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> TrainResult:
-    """Train on CPU (device -1) as ``onmt_train`` would; see the module docstring."""
+    """Train on CPU (device -1) as ``onmt_train`` would; see the module docstring.
+
+    With ``world_size > 1`` this is one rank of data-parallel training (see
+    :mod:`.distributed`): it reads every ``world_size``-th example from ``rank`` on, and
+    OpenNMT-py's trainer all-reduces gradients and statistics over the process group.
+    """
     from onmt.constants import CorpusTask
     from onmt.inputters.dynamic_iterator import build_dynamic_dataset_iter
     from onmt.model_builder import build_model
@@ -147,8 +171,9 @@ def run_training(
 
     shims.patch_model_saver()
     shims.patch_empty_buckets()
+    shims.patch_corpus_striding()
     device_id = -1
-    shims.log_to_file_only(opt.log_file)
+    shims.log_to_file_only(opt.log_file if rank == 0 else f"{opt.log_file}.rank{rank}")
     configure_process(opt, device_id)
     checkpoint, vocabs, transforms_cls = _init_train(opt)
     model_opt = _get_model_opts(opt, checkpoint=checkpoint)
@@ -170,6 +195,9 @@ def run_training(
     del checkpoint
     model_saver = build_model_saver(model_opt, opt, model, vocabs, optim, device_id)
     trainer = build_trainer(opt, device_id, model, vocabs, optim, model_saver=model_saver)
+    if world_size > 1:
+        # build_trainer assumes GPUs for data parallelism; on CPU (gloo) we set the ranks.
+        trainer.n_gpu, trainer.gpu_rank, trainer.parallel_mode = world_size, rank, "data_parallel"
     report_manager = _report_manager_class()(opt.report_every, on_report, on_valid,
                                              extra_stats)
     trainer.report_manager = report_manager
@@ -179,7 +207,8 @@ def run_training(
         trainer.train_loss.current_step = lambda: optim.training_step
 
     train_iter = build_dynamic_dataset_iter(opt, transforms_cls, vocabs, task=CorpusTask.TRAIN,
-                                            copy=False, device_id=device_id)
+                                            copy=False, device_id=device_id,
+                                            stride=world_size, offset=rank)
     valid_iter = build_dynamic_dataset_iter(opt, transforms_cls, vocabs, task=CorpusTask.VALID,
                                             copy=False, device_id=device_id)
     deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
@@ -194,6 +223,8 @@ def run_training(
         valid_iter=valid_iter,
         valid_steps=opt.valid_steps,
     )
+    if world_size > 1:
+        _check_ranks_in_sync(model)
     # Trainer.train saved the final checkpoint; optim.training_step is one past it.
     torch.set_grad_enabled(True)
     return TrainResult(optim.training_step - 1, flag["stopped"], report_manager.last_valid)

@@ -232,3 +232,23 @@ def test_hybrid_gate_ablations(kd_run: Path, student_config: Path, gate: str) ->
 ])
 def test_bad_gate(kd_run: Path, args, needle) -> None:
     assert_clean_error(run_cli("distill", "--run", kd_run, "--name", "bad", *args), needle)
+
+
+def test_two_process_data_parallel(kd_run: Path, student_config: Path) -> None:
+    """OpenNMT-py's data-parallel training on CPU: 2 processes, gloo, with the KD loss."""
+    result = run_cli("distill", "--run", kd_run, "--name", "ddp", "--method", "word",
+                     "--teacher-mode", "cache", "--config", student_config, "--steps", "10",
+                     "--world-size", "2")
+    assert result.exit_code == 0, result.output
+    model_dir = kd_run / "models" / "ddp"
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["world_size"] == 2 and info["step"] == 10
+    # both ranks trained, with the store lookups right (a wrong line would stop training),
+    # and ended with identical parameters
+    for log in ("train.log", "train.log.rank1"):
+        text = (model_dir / log).read_text()
+        assert "Data-parallel ranks in sync" in text
+    assert "Step 10/10" in (model_dir / "train.log").read_text()
+    assert_clean_error(run_cli("distill", "--run", kd_run, "--name", "ddp2", "--method", "ce",
+                               "--world-size", "2", "--max-minutes", "1"),
+                       "--max-minutes cannot be combined with --world-size")

@@ -42,11 +42,17 @@ def test_adopted_teacher_works_like_a_trained_one(teacher, corpus, tmp_path: Pat
     # eval and export work on it exactly as on a teacher trained by `kdnmt train`
     assert run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1").exit_code == 0
     assert run_cli("export", "--run", run, "--model", "teacher").exit_code == 0
-    # a student trained in the run shares the teacher's vocabulary, id for id
-    result = run_cli("train", "--run", run, "--name", "student", "--preset", "tiny",
-                     "--config", tiny_config, "--steps", "10")
-    assert result.exit_code == 0, result.output
-    student = load_checkpoint(run / "models" / "student" / "model_step_10.pt")
+    # generate and distill use it like a teacher trained in the run: a word-KD student
+    # (online teacher) and a seq-KD student (its pseudo-targets)
+    assert run_cli("generate", "--run", run, "--beam", "2", "--max-length", "60").exit_code == 0
+    for method in ("word", "seq"):
+        result = run_cli("distill", "--run", run, "--name", method, "--method", method,
+                         "--config", tiny_config, "--steps", "10")
+        assert result.exit_code == 0, result.output
+        info = json.loads((run / "models" / method / "model.json").read_text())
+        assert info["teacher_sha256"] == manifest["teacher"]["checkpoint_sha256"]
+    # a student distilled in the run shares the teacher's vocabulary, id for id
+    student = load_checkpoint(run / "models" / "word" / "model_step_10.pt")
     teacher_ckpt = load_checkpoint(run / "models" / "teacher" / "teacher.pt")
     assert student["vocab"]["src"] == teacher_ckpt["vocab"]["src"]
     assert student["vocab"]["tgt"] == teacher_ckpt["vocab"]["tgt"]

@@ -165,3 +165,24 @@ def test_converter_accepts_flash_checkpoints_via_rewrite(trained_run: Path, tmp_
         OpenNMTPyConverter(str(flash)).convert(str(tmp_path / "direct"), force=True)
     convert_checkpoint(flash, tmp_path / "ct2", "int8")
     assert (tmp_path / "ct2" / "model.bin").is_file()
+
+
+def test_data_parallel_striding_matches_line_numbers(tmp_path: Path) -> None:
+    """Rank `offset` of `stride` must read exactly the lines its cid_line_number claims."""
+    from onmt.inputters.text_corpus import ParallelCorpus
+
+    shims.patch_corpus_striding()
+    src, tgt = tmp_path / "s", tmp_path / "t"
+    src.write_text("".join(f"s{i}\n" for i in range(7)))
+    tgt.write_text("".join(f"t{i}\n" for i in range(7)))
+    corpus = ParallelCorpus("c", str(src), str(tgt))
+    for offset in (0, 1):
+        lines = [ex["src"].strip() for ex in corpus.load(offset=offset, stride=2)]
+        assert lines == [f"s{i}" for i in range(offset, 7, 2)]
+
+
+def test_empty_bucket_is_not_a_crash() -> None:
+    import onmt.inputters.dynamic_iterator as dynamic_iterator
+
+    shims.patch_empty_buckets()
+    assert dynamic_iterator.process("train", []) == []
