@@ -8,6 +8,7 @@ import typer
 
 from kdnmt import __version__
 from kdnmt.cli.distill import distill_command
+from kdnmt.cli.doctor import doctor_command
 from kdnmt.cli.evaluate import eval_command
 from kdnmt.cli.export import export_command
 from kdnmt.cli.generate import generate_command
@@ -31,6 +32,7 @@ app.command("distill")(distill_command)
 app.command("export")(export_command)
 app.command("translate")(translate_command)
 app.command("eval")(eval_command)
+app.command("doctor")(doctor_command)
 
 
 def _version(value: bool) -> None:
