@@ -131,16 +131,23 @@ def _teacher_forward_median(run: Path, steps: int) -> float:
     frozen = load_frozen_model(run / "models" / "teacher" / "teacher.pt")
     src = (run / "data" / "train.sp.de").read_text().splitlines()
     tgt = (run / "data" / "train.sp.en").read_text().splitlines()
-    times, i = [], 0
+    # Length-sorted batches of ~4,096 padded tokens, as OpenNMT-py's bucketing makes them.
+    order = sorted(range(len(src)), key=lambda j: len(tgt[j].split()))
+    times, i = [], len(order) // 2
     for _ in range(steps):
-        batch, tokens = [], 0
-        while tokens < 4096 and i < len(src):
-            batch.append(i)
-            tokens += max(len(src[i].split()), len(tgt[i].split()) + 1)
+        batch: list[int] = []
+        while i < len(order):
+            j = order[i]
+            longest = max(len(src[j].split()), len(tgt[j].split()) + 1)
+            if batch and longest * (len(batch) + 1) > 4096:
+                break
+            batch.append(j)
             i += 1
         start = time.perf_counter()
         forced_log_probs(frozen, [frozen.ids(src[j].split()) for j in batch],
                          [frozen.ids(tgt[j].split()) for j in batch])
+        if i >= len(order):
+            i = 0
         times.append(time.perf_counter() - start)
     return statistics.median(times[3:])
 

@@ -57,3 +57,48 @@ def word_kd(
         kd = kl_rows(log_p, log_q).sum()
         loss = loss + alpha * temperature**2 * kd
     return loss
+
+
+def word_kd_topk(
+    s: Tensor,
+    ids: Tensor,
+    logprobs: Tensor,
+    y: Tensor,
+    *,
+    alpha: float = 0.5,
+    temperature: float = 1.0,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """:func:`word_kd` for a top-k teacher given sparsely: equal to
+    ``word_kd(s, topk_to_logprobs(ids, logprobs, V), y, ...)``, without building the dense
+    ``[N, V]`` teacher.
+
+    Why: with a soft-target store the teacher has K (e.g. 8) entries per position; expanding
+    them to V (e.g. 8,000) columns costs more than the student's own softmax. Here the KL is
+    a sum over the K kept ids only: ``p = softmax(logprobs / T)`` over the kept ids (the
+    renormalisation of ``topk_to_logprobs`` cancels inside the softmax), and the student's
+    ``log_softmax(s / T)`` is gathered at those ids.
+
+    Args:
+        s: student logits ``[N, V]`` (real positions only).
+        ids: teacher's kept ids ``[N, K]``; ``-1`` marks an unused slot.
+        logprobs: their log-probabilities ``[N, K]`` (ignored where ``ids`` is -1).
+        y: target ids ``[N]``.
+    """
+    if ids.shape != logprobs.shape or ids.dim() != 2 or ids.shape[0] != s.shape[0]:
+        raise ValueError(f"ids and logprobs must be [N, K] with N={s.shape[0]}, got "
+                         f"{tuple(ids.shape)} and {tuple(logprobs.shape)}")
+    s = s.float()
+    loss = zero_loss(s)
+    if alpha != 1.0:
+        ce = F.cross_entropy(s, y.long(), reduction="sum", label_smoothing=label_smoothing)
+        loss = loss + (1.0 - alpha) * ce
+    if alpha != 0.0:
+        kept = ids >= 0
+        safe_ids = ids.long().clamp_min(0)
+        teacher = logprobs.detach().float().masked_fill(~kept, float("-inf"))
+        log_p = F.log_softmax(teacher / temperature, dim=-1)
+        log_q = F.log_softmax(s / temperature, dim=-1).gather(1, safe_ids)
+        kd = kl_rows(log_p, log_q).sum()
+        loss = loss + alpha * temperature**2 * kd
+    return loss

@@ -77,19 +77,17 @@ def method_loss(method: str, hparams: dict[str, float]) -> LossFn:
     raise KdnmtError(f"method '{method}' has no token-level loss")
 
 
-def _teacher_logprobs_from_store(store: Any, batch: dict[str, Any], target: torch.Tensor,
-                                 vocab_size: int) -> torch.Tensor:
-    """Dense teacher log-probs [B, T, V] from the store rows of each example's corpus line."""
-    from kdnmt.losses import topk_to_logprobs
-
-    batch_size, length = target.shape
+def _store_rows(store: Any, batch: dict[str, Any], mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The store's top-k ids and log-probs [B, T, K] for each example's corpus line (ids -1
+    at padding), checked against the batch's target lengths."""
+    batch_size, length = mask.shape
     ids = torch.full((batch_size, length, store.k), -1, dtype=torch.long)
     logprobs = torch.zeros((batch_size, length, store.k), dtype=torch.float32)
-    real = target.ne(-1)  # caller passes target with pad replaced by -1
     for b, (cid, line) in enumerate(zip(batch["cid"], batch["cid_line_number"], strict=True)):
         check(cid == "corpus_1", f"soft targets exist only for the training corpus, not '{cid}'")
         row_ids, row_lp = store[int(line)]
-        n = int(real[b].sum())
+        n = int(mask[b].sum())
         if row_ids.shape[0] != n:
             raise KdnmtError(
                 f"the soft-target store does not match the training data at line {line} "
@@ -97,19 +95,27 @@ def _teacher_logprobs_from_store(store: Any, batch: dict[str, Any], target: torc
             )
         ids[b, :n] = torch.from_numpy(row_ids.astype("int64"))
         logprobs[b, :n] = torch.from_numpy(row_lp.astype("float32"))
-    flat_ids = ids.view(-1, store.k)
-    flat_lp = logprobs.view(-1, store.k)
+    return ids, logprobs
+
+
+def _dense(ids: torch.Tensor, logprobs: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Dense teacher log-probs [..., V] of real positions (rows with any kept id)."""
+    from kdnmt.losses import topk_to_logprobs
+
+    flat_ids, flat_lp = ids.reshape(-1, ids.shape[-1]), logprobs.reshape(-1, ids.shape[-1])
     dense = torch.full((flat_ids.shape[0], vocab_size), float("-inf"))
-    keep = real.view(-1)
+    keep = (flat_ids >= 0).any(dim=1)
     if keep.any():
         dense[keep] = topk_to_logprobs(flat_ids[keep], flat_lp[keep], vocab_size)
-    return dense.view(batch_size, length, vocab_size)
+    return dense.view(*ids.shape[:-1], vocab_size)
 
 
 def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSource,
                     running: RunningStats) -> Callable[[argparse.Namespace, Any, dict], Any]:
     """A ``loss_factory`` for :func:`kdnmt.onmt_bridge.training.run_training`."""
     from onmt.utils.loss import LossCompute
+
+    from kdnmt.losses import word_kd_topk
 
     loss_fn = method_loss(method, hparams)
 
@@ -124,18 +130,26 @@ def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSour
             scores = self.generator(output)  # [B, T, V] logits
             vocab_size = scores.size(-1)
             mask = target.ne(self.padding_idx)
-            with torch.no_grad():
-                if teacher.mode == "cache":
-                    t = _teacher_logprobs_from_store(
-                        teacher.store, batch, target.masked_fill(~mask, -1), vocab_size)
-                else:
-                    dec_out, _ = teacher.frozen.model(batch["src"], batch["tgt"],
-                                                      batch["srclen"])
-                    t = torch.log_softmax(teacher.frozen.model.generator(dec_out).float(), -1)
             flat_mask = mask.view(-1)
             s = scores.view(-1, vocab_size)[flat_mask].float()
-            loss, extra = loss_fn(s, t.view(-1, vocab_size)[flat_mask],
-                                  target.reshape(-1)[flat_mask])
+            y = target.reshape(-1)[flat_mask]
+            if teacher.mode == "cache" and method == "word":
+                # Sparse top-k KL: no dense [N, V] teacher (see word_kd_topk).
+                ids, lp = _store_rows(teacher.store, batch, mask)
+                k = ids.shape[-1]
+                loss = word_kd_topk(s, ids.view(-1, k)[flat_mask], lp.view(-1, k)[flat_mask], y,
+                                    **hparams)
+                extra: dict[str, float] = {}
+            else:
+                with torch.no_grad():
+                    if teacher.mode == "cache":
+                        t = _dense(*_store_rows(teacher.store, batch, mask), vocab_size)
+                    else:
+                        dec_out, _ = teacher.frozen.model(batch["src"], batch["tgt"],
+                                                          batch["srclen"])
+                        t = torch.log_softmax(
+                            teacher.frozen.model.generator(dec_out).float(), -1)
+                loss, extra = loss_fn(s, t.view(-1, vocab_size)[flat_mask], y)
             running.add(extra)
             n_sents = len(batch["srclen"])
             stats = self._stats(n_sents, loss.item(), scores.view(-1, vocab_size),
@@ -182,7 +196,7 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
     import torch.nn.functional as F
     from onmt.utils.loss import LossCompute
 
-    from kdnmt.losses import hybrid, word_kd
+    from kdnmt.losses import hybrid, word_kd, word_kd_topk
 
     class HybridLossCompute(LossCompute):
         def forward(self, batch, output, attns, trunc_start=0, trunc_size=None):  # type: ignore[override]
@@ -191,16 +205,20 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
             scores = self.generator(output)
             batch_size, length, vocab_size = scores.shape
             mask = target.ne(self.padding_idx)
-            with torch.no_grad():
-                if teacher.mode == "cache":
-                    t = _teacher_logprobs_from_store(
-                        teacher.store, batch, target.masked_fill(~mask, -1), vocab_size)
-                else:
+            if teacher.mode == "cache":
+                ids, lp = _store_rows(teacher.store, batch, mask)
+                token_loss = torch.stack([
+                    word_kd_topk(scores[b][mask[b]].float(), ids[b][mask[b]], lp[b][mask[b]],
+                                 target[b][mask[b]], **hparams)
+                    for b in range(batch_size)])
+            else:
+                with torch.no_grad():
                     dec_out, _ = teacher.frozen.model(batch["src"], batch["tgt"], batch["srclen"])
                     t = torch.log_softmax(teacher.frozen.model.generator(dec_out).float(), -1)
-            token_loss = torch.stack([
-                word_kd(scores[b][mask[b]].float(), t[b][mask[b]], target[b][mask[b]], **hparams)
-                for b in range(batch_size)])
+                token_loss = torch.stack([
+                    word_kd(scores[b][mask[b]].float(), t[b][mask[b]], target[b][mask[b]],
+                            **hparams)
+                    for b in range(batch_size)])
             # Second pass: the same sources, the teacher's pseudo-targets.
             pseudo = self.pseudo.batch(batch["cid_line_number"], self.bos, self.eos,
                                        self.padding_idx)

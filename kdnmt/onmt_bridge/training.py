@@ -96,7 +96,7 @@ def _report_manager_class() -> type:
                 extra=self.extra_stats() if self.extra_stats else {},
             )
             # The run's train.log keeps the same figures the progress bar shows.
-            self.log("Step %d/%d; loss %.4f; acc %.2f; ppl %.2f; %.0f tok/s; lr %.6f; %.0f s",
+            self.log("Step %d/%d; loss %.4f; acc %.2f; ppl %.2f; %.0f tok/s; lr %.6f; %.2f s",
                      step, num_steps, report.loss, report.accuracy, report.perplexity,
                      report.tokens_per_second, learning_rate, report.elapsed)
             if report.extra:

@@ -567,3 +567,25 @@ def test_validate_hparams_messages(method, hparams, message):
     with pytest.raises(ValueError) as info:
         validate_hparams(method, hparams)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("alpha, temperature", [(0.5, 1.0), (1.0, 2.0), (0.0, 1.0), (0.3, 0.5)])
+def test_word_kd_topk_equals_dense_word_kd(alpha: float, temperature: float) -> None:
+    """The sparse top-k form gives the dense form's value and gradient."""
+    from kdnmt.losses import topk_to_logprobs, word_kd_topk
+
+    torch.manual_seed(3)
+    n, v, k = 9, 30, 5
+    s = torch.randn(n, v, requires_grad=True)
+    full = torch.log_softmax(torch.randn(n, v), -1)
+    lp, ids = full.topk(k, dim=-1)
+    ids[2, -2:] = -1  # a row that keeps fewer ids
+    y = torch.randint(0, v, (n,))
+    dense = word_kd(s, topk_to_logprobs(ids, lp, v), y, alpha=alpha, temperature=temperature,
+                    label_smoothing=0.1)
+    (g_dense,) = torch.autograd.grad(dense, s)
+    sparse = word_kd_topk(s, ids, lp, y, alpha=alpha, temperature=temperature,
+                          label_smoothing=0.1)
+    (g_sparse,) = torch.autograd.grad(sparse, s)
+    assert torch.allclose(dense, sparse, atol=1e-5)
+    assert torch.allclose(g_dense, g_sparse, atol=1e-6)
