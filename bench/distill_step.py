@@ -28,14 +28,7 @@ import time
 from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-
-
-def kdnmt(*args: object) -> None:
-    subprocess.run([sys.executable, "-m", "kdnmt", *map(str, args)], check=True,
-                   stdout=subprocess.DEVNULL)
+from _common import REPO, kdnmt
 
 
 def peak_rss_mb(*args: object) -> float:

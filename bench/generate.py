@@ -25,13 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-
-
-def kdnmt(*args: object) -> None:
-    subprocess.run([sys.executable, "-m", "kdnmt", *map(str, args)], check=True,
-                   stdout=subprocess.DEVNULL)
+from _common import REPO, kdnmt
 
 
 def bleu(hyp_path: Path, ref_path: Path) -> float:

@@ -110,6 +110,21 @@ def _dense(ids: torch.Tensor, logprobs: torch.Tensor, vocab_size: int) -> torch.
     return dense.view(*ids.shape[:-1], vocab_size)
 
 
+@torch.no_grad()
+def _online_logprobs(frozen: Any, batch: dict[str, Any]) -> torch.Tensor:
+    """The frozen teacher's log-probs [B, T, V] along the batch's own targets."""
+    dec_out, _ = frozen.model(batch["src"], batch["tgt"], batch["srclen"])
+    return torch.log_softmax(frozen.model.generator(dec_out).float(), -1)
+
+
+def _build_loss(cls: type, opt: argparse.Namespace, model: Any, vocabs: dict[str, Any]) -> Any:
+    """An instance of a LossCompute subclass with OpenNMT-py's criterion and generator."""
+    from onmt.utils.loss import LossCompute
+
+    base = LossCompute.from_opts(opt, model, vocabs["tgt"])
+    return cls(base.criterion, base.generator, tgt_shift_index=1, vocab=vocabs["tgt"])
+
+
 def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSource,
                     running: RunningStats) -> Callable[[argparse.Namespace, Any, dict], Any]:
     """A ``loss_factory`` for :func:`kdnmt.onmt_bridge.training.run_training`."""
@@ -141,14 +156,10 @@ def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSour
                                     **hparams)
                 extra: dict[str, float] = {}
             else:
-                with torch.no_grad():
-                    if teacher.mode == "cache":
-                        t = _dense(*_store_rows(teacher.store, batch, mask), vocab_size)
-                    else:
-                        dec_out, _ = teacher.frozen.model(batch["src"], batch["tgt"],
-                                                          batch["srclen"])
-                        t = torch.log_softmax(
-                            teacher.frozen.model.generator(dec_out).float(), -1)
+                if teacher.mode == "cache":
+                    t = _dense(*_store_rows(teacher.store, batch, mask), vocab_size)
+                else:
+                    t = _online_logprobs(teacher.frozen, batch)
                 loss, extra = loss_fn(s, t.view(-1, vocab_size)[flat_mask], y)
             running.add(extra)
             n_sents = len(batch["srclen"])
@@ -157,10 +168,7 @@ def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSour
             return loss, stats
 
     def factory(opt: argparse.Namespace, model: Any, vocabs: dict[str, Any]) -> Any:
-        base = LossCompute.from_opts(opt, model, vocabs["tgt"])
-        loss = KDLossCompute(base.criterion, base.generator, tgt_shift_index=1,
-                             vocab=vocabs["tgt"])
-        return loss
+        return _build_loss(KDLossCompute, opt, model, vocabs)
 
     return factory
 
@@ -212,9 +220,7 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
                                  target[b][mask[b]], **hparams)
                     for b in range(batch_size)])
             else:
-                with torch.no_grad():
-                    dec_out, _ = teacher.frozen.model(batch["src"], batch["tgt"], batch["srclen"])
-                    t = torch.log_softmax(teacher.frozen.model.generator(dec_out).float(), -1)
+                t = _online_logprobs(teacher.frozen, batch)
                 token_loss = torch.stack([
                     word_kd(scores[b][mask[b]].float(), t[b][mask[b]], target[b][mask[b]],
                             **hparams)
@@ -244,9 +250,7 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
             return loss, stats
 
     def factory(opt: argparse.Namespace, model: Any, vocabs: dict[str, Any]) -> Any:
-        base = LossCompute.from_opts(opt, model, vocabs["tgt"])
-        loss = HybridLossCompute(base.criterion, base.generator, tgt_shift_index=1,
-                                 vocab=vocabs["tgt"])
+        loss = _build_loss(HybridLossCompute, opt, model, vocabs)
         loss.__dict__["student"] = model  # a reference, not a registered submodule
         loss.pseudo = PseudoTargets(pseudo_lines, vocabs["tgt"])
         loss.bos, loss.eos = vocabs["tgt"]["<s>"], vocabs["tgt"]["</s>"]
