@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -47,16 +48,30 @@ def word_kd(
     """
     s, t, y = prepare(s, t, y, mask)
     loss = zero_loss(s)
+    log_q = F.log_softmax(s, dim=-1)  # shared by CE and (at T = 1) the KD term
     # Terms with weight 0 are skipped, so the edge cases are exactly CE or exactly KD.
     if alpha != 1.0:
-        ce = F.cross_entropy(s, y, reduction="sum", label_smoothing=label_smoothing)
-        loss = loss + (1.0 - alpha) * ce
+        loss = loss + (1.0 - alpha) * _smoothed_ce(log_q, y, label_smoothing)
     if alpha != 0.0:
         log_p = F.log_softmax(t / temperature, dim=-1)
-        log_q = F.log_softmax(s / temperature, dim=-1)
-        kd = kl_rows(log_p, log_q).sum()
+        log_q_t = log_q if temperature == 1.0 else F.log_softmax(s / temperature, dim=-1)
+        if bool(torch.isfinite(log_p).all()):
+            # A full teacher: one fused kernel instead of kl_rows' masked temporaries.
+            kd = F.kl_div(log_q_t, log_p, log_target=True, reduction="sum")
+        else:
+            kd = kl_rows(log_p, log_q_t).sum()
         loss = loss + alpha * temperature**2 * kd
     return loss
+
+
+def _smoothed_ce(log_q: Tensor, y: Tensor, label_smoothing: float) -> Tensor:
+    """``F.cross_entropy(s, y, reduction="sum", label_smoothing=ls)`` from ``log_softmax(s)``
+    (torch's definition: ``(1 - ls) * NLL + ls * mean over V of -log q``), so the student's
+    softmax over V is computed once per step, not once per term."""
+    nll = -log_q.gather(1, y.long()[:, None]).sum()
+    if label_smoothing == 0.0:
+        return nll
+    return (1.0 - label_smoothing) * nll - label_smoothing * log_q.sum() / log_q.shape[1]
 
 
 def word_kd_topk(
@@ -90,15 +105,17 @@ def word_kd_topk(
                          f"{tuple(ids.shape)} and {tuple(logprobs.shape)}")
     s = s.float()
     loss = zero_loss(s)
+    log_q_full = F.log_softmax(s, dim=-1)
     if alpha != 1.0:
-        ce = F.cross_entropy(s, y.long(), reduction="sum", label_smoothing=label_smoothing)
-        loss = loss + (1.0 - alpha) * ce
+        loss = loss + (1.0 - alpha) * _smoothed_ce(log_q_full, y, label_smoothing)
     if alpha != 0.0:
         kept = ids >= 0
         safe_ids = ids.long().clamp_min(0)
         teacher = logprobs.detach().float().masked_fill(~kept, float("-inf"))
         log_p = F.log_softmax(teacher / temperature, dim=-1)
-        log_q = F.log_softmax(s / temperature, dim=-1).gather(1, safe_ids)
+        log_q_t = (log_q_full if temperature == 1.0
+                   else F.log_softmax(s / temperature, dim=-1))
+        log_q = log_q_t.gather(1, safe_ids)
         kd = kl_rows(log_p, log_q).sum()
         loss = loss + alpha * temperature**2 * kd
     return loss
