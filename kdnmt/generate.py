@@ -61,6 +61,8 @@ class GenerateOptions:
     #: Pseudo-targets longer than the students' training max_length would be dropped at
     #: training time anyway; capping decoding there also stops a weak teacher's run-on output.
     max_length: int = 150
+    #: Cap each hypothesis at ``ratio * source length + 10`` pieces (0 = only max_length).
+    length_ratio: float = 3.0
     force: bool = False
 
 
@@ -101,6 +103,7 @@ def _validate(opts: GenerateOptions) -> None:
     check(0.0 <= opts.filter_ce < 100.0, f"--filter-ce must be in [0, 100), got {opts.filter_ce}")
     check(opts.lines_per_chunk >= 1, "--lines-per-chunk must be >= 1")
     check(opts.max_length >= 1, "--max-length must be >= 1")
+    check(opts.length_ratio >= 0, "--length-ratio must be >= 0")
     check(not (opts.merge and opts.shard), "--merge and --shard do not go together")
 
 
@@ -135,6 +138,7 @@ class Generation:
             "beam": self.opts.beam,
             "nbest": self.opts.nbest,
             "max_length": self.opts.max_length,
+            "length_ratio": self.opts.length_ratio,
             "quantization": self.opts.quantization,
             "lines_per_chunk": self.opts.lines_per_chunk,
         }
@@ -180,7 +184,8 @@ class Generation:
         tokens = 0
         with TeacherDecoder(model_dir, beam=self.opts.beam, nbest=self.opts.nbest,
                             batch_tokens=self.opts.batch_tokens,
-                            max_length=self.opts.max_length) as decoder:
+                            max_length=self.opts.max_length,
+                            length_ratio=self.opts.length_ratio) as decoder:
             progress(Progress("decoding", done, total))
             for chunk in todo:
                 part = lines[chunk * size:(chunk + 1) * size]

@@ -38,6 +38,9 @@ def generate_command(
         help="Lines per resumable chunk.")] = 1000,
     max_length: Annotated[int, typer.Option(
         help="Maximum pseudo-target length in pieces (the students' max_length).")] = 150,
+    length_ratio: Annotated[float, typer.Option(
+        help="Also cap each pseudo-target at RATIO x source length + 10 pieces (0 = off).")]
+        = 3.0,
     force: Annotated[bool, typer.Option(help="Discard earlier generated data and start over.")]
         = False,
 ) -> None:
@@ -51,7 +54,7 @@ def generate_command(
                            soft_targets=soft_targets, soft_along=soft_along, filter_ce=filter_ce,
                            shard=shard, merge=merge, quantization=quantization,
                            batch_tokens=batch_size, lines_per_chunk=lines_per_chunk,
-                           max_length=max_length, force=force)
+                           max_length=max_length, length_ratio=length_ratio, force=force)
     start = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),

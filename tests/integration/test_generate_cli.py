@@ -180,3 +180,13 @@ def test_kill_dash_nine_then_resume_is_byte_identical(generated_run: Path, train
         assert (run / "generated" / "teacher" / name).read_bytes() == \
             (fresh / "generated" / "teacher" / name).read_bytes(), name
     assert not no_temp_files(run)
+
+
+def test_pseudo_targets_respect_the_length_caps(generated_run: Path) -> None:
+    from kdnmt.teacher.decode import length_cap
+
+    assert length_cap(5, 150, 3.0) == 34 and length_cap(100, 150, 3.0) == 150
+    assert length_cap(5, 150, 0.0) == 150
+    gen = generated_run / "generated" / "teacher"
+    for src, hyp in zip(lines(gen / "train.sp.de"), lines(gen / "train.sp.en"), strict=True):
+        assert len(hyp.split()) <= length_cap(len(src.split()), 150, 3.0)
