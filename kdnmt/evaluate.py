@@ -153,6 +153,8 @@ def _merge_report(run: RunDir, rows: list[dict[str, Any]]) -> None:
 COLUMNS = (("model", "model"), ("role", "role"), ("beam", "beam"), ("bleu", "BLEU"),
            ("chrf", "chrF"), ("ter", "TER"), ("tokens_per_second", "tokens/s"),
            ("parameters", "params"), ("size_bytes", "size"), ("step", "step"))
+#: The terminal table leaves out what the markdown report keeps, to fit 80 columns.
+TERMINAL_COLUMNS = tuple(c for c in COLUMNS if c[0] not in ("role", "step"))
 
 
 def human_size(n: int | None) -> str:

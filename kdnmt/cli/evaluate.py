@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from kdnmt.cli.common import RunOption, console, error_boundary
-from kdnmt.evaluate import COLUMNS, EvalOptions, evaluate, format_cell, parse_beams
+from kdnmt.evaluate import TERMINAL_COLUMNS, EvalOptions, evaluate, format_cell, parse_beams
 
 
 @error_boundary
@@ -30,10 +30,11 @@ def eval_command(
     with console.status("evaluating") as status:
         rows = evaluate(opts, on_progress=lambda msg: status.update(msg))
     table = Table(title=f"eval: {rows[0]['test']}" if rows else "eval")
-    for _, header in COLUMNS:
-        table.add_column(header, justify="left" if header in ("model", "role") else "right")
+    for _, header in TERMINAL_COLUMNS:
+        table.add_column(header, justify="left" if header == "model" else "right",
+                         no_wrap=True)
     for row in rows:
-        table.add_row(*(format_cell(k, row.get(k)) for k, _ in COLUMNS))
+        table.add_row(*(format_cell(k, row.get(k)) for k, _ in TERMINAL_COLUMNS))
     console.print(table)
     console.print(f"BLEU signature: {rows[0]['bleu_signature']}")
     console.print(f"written: {run / 'reports' / 'eval.json'} and eval.md")
