@@ -16,7 +16,7 @@ from kdnmt.losses.self_evolution import (
     self_evolution_kd_with_stats,
 )
 from kdnmt.losses.topk import topk_to_logprobs
-from kdnmt.losses.word_kd import word_kd, word_kd_topk
+from kdnmt.losses.word_kd import word_kd, word_kd_topk, word_kd_topk_rows
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -34,4 +34,5 @@ __all__ = [
     "validate_hparams",
     "word_kd",
     "word_kd_topk",
+    "word_kd_topk_rows",
 ]

@@ -100,14 +100,36 @@ def word_kd_topk(
         logprobs: their log-probabilities ``[N, K]`` (ignored where ``ids`` is -1).
         y: target ids ``[N]``.
     """
+    return word_kd_topk_rows(s, ids, logprobs, y, alpha=alpha, temperature=temperature,
+                             label_smoothing=label_smoothing).sum()
+
+
+def word_kd_topk_rows(
+    s: Tensor,
+    ids: Tensor,
+    logprobs: Tensor,
+    y: Tensor,
+    *,
+    alpha: float = 0.5,
+    temperature: float = 1.0,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """The per-position terms ``[N]`` of :func:`word_kd_topk` (which is their sum).
+
+    Why: the hybrid method weighs each *sentence's* token-level loss by its gate; summing
+    these rows per sentence does that for a whole batch in one pass.
+    """
     if ids.shape != logprobs.shape or ids.dim() != 2 or ids.shape[0] != s.shape[0]:
         raise ValueError(f"ids and logprobs must be [N, K] with N={s.shape[0]}, got "
                          f"{tuple(ids.shape)} and {tuple(logprobs.shape)}")
     s = s.float()
-    loss = zero_loss(s)
+    rows = s.new_zeros(s.shape[0]) + zero_loss(s)
     log_q_full = F.log_softmax(s, dim=-1)
     if alpha != 1.0:
-        loss = loss + (1.0 - alpha) * _smoothed_ce(log_q_full, y, label_smoothing)
+        nll = -log_q_full.gather(1, y.long()[:, None]).squeeze(1)
+        ce = nll if label_smoothing == 0.0 else (
+            (1.0 - label_smoothing) * nll - label_smoothing * log_q_full.mean(dim=1))
+        rows = rows + (1.0 - alpha) * ce
     if alpha != 0.0:
         kept = ids >= 0
         safe_ids = ids.long().clamp_min(0)
@@ -115,7 +137,5 @@ def word_kd_topk(
         log_p = F.log_softmax(teacher / temperature, dim=-1)
         log_q_t = (log_q_full if temperature == 1.0
                    else F.log_softmax(s / temperature, dim=-1))
-        log_q = log_q_t.gather(1, safe_ids)
-        kd = kl_rows(log_p, log_q).sum()
-        loss = loss + alpha * temperature**2 * kd
-    return loss
+        rows = rows + alpha * temperature**2 * kl_rows(log_p, log_q_t.gather(1, safe_ids))
+    return rows

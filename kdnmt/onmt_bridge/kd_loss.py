@@ -204,7 +204,7 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
     import torch.nn.functional as F
     from onmt.utils.loss import LossCompute
 
-    from kdnmt.losses import hybrid, word_kd, word_kd_topk
+    from kdnmt.losses import hybrid, word_kd, word_kd_topk_rows
 
     class HybridLossCompute(LossCompute):
         def forward(self, batch, output, attns, trunc_start=0, trunc_size=None):  # type: ignore[override]
@@ -214,11 +214,12 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
             batch_size, length, vocab_size = scores.shape
             mask = target.ne(self.padding_idx)
             if teacher.mode == "cache":
+                # One vectorised pass over every real position, summed per sentence.
                 ids, lp = _store_rows(teacher.store, batch, mask)
-                token_loss = torch.stack([
-                    word_kd_topk(scores[b][mask[b]].float(), ids[b][mask[b]], lp[b][mask[b]],
-                                 target[b][mask[b]], **hparams)
-                    for b in range(batch_size)])
+                rows = word_kd_topk_rows(scores[mask].float(), ids[mask], lp[mask],
+                                         target[mask], **hparams)
+                sentence_of = torch.arange(batch_size)[:, None].expand_as(mask)[mask]
+                token_loss = rows.new_zeros(batch_size).index_add(0, sentence_of, rows)
             else:
                 t = _online_logprobs(teacher.frozen, batch)
                 token_loss = torch.stack([

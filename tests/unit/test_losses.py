@@ -589,3 +589,20 @@ def test_word_kd_topk_equals_dense_word_kd(alpha: float, temperature: float) -> 
     (g_sparse,) = torch.autograd.grad(sparse, s)
     assert torch.allclose(dense, sparse, atol=1e-5)
     assert torch.allclose(g_dense, g_sparse, atol=1e-6)
+
+
+def test_word_kd_topk_rows_sum_to_the_loss_per_position() -> None:
+    from kdnmt.losses import word_kd_topk, word_kd_topk_rows
+
+    torch.manual_seed(5)
+    n, v, k = 7, 20, 4
+    s = torch.randn(n, v)
+    lp, ids = torch.log_softmax(torch.randn(n, v), -1).topk(k, dim=-1)
+    y = torch.randint(0, v, (n,))
+    kwargs = {"alpha": 0.4, "temperature": 1.5, "label_smoothing": 0.1}
+    rows = word_kd_topk_rows(s, ids, lp, y, **kwargs)
+    assert rows.shape == (n,)
+    assert torch.allclose(rows.sum(), word_kd_topk(s, ids, lp, y, **kwargs), atol=1e-5)
+    for i in (0, 3):  # each row is the loss of that position alone
+        alone = word_kd_topk(s[i:i + 1], ids[i:i + 1], lp[i:i + 1], y[i:i + 1], **kwargs)
+        assert torch.allclose(rows[i], alone, atol=1e-5)
