@@ -51,7 +51,7 @@ def word_kd(
     log_q = F.log_softmax(s, dim=-1)  # shared by CE and (at T = 1) the KD term
     # Terms with weight 0 are skipped, so the edge cases are exactly CE or exactly KD.
     if alpha != 1.0:
-        loss = loss + (1.0 - alpha) * _smoothed_ce(log_q, y, label_smoothing)
+        loss = loss + (1.0 - alpha) * _smoothed_ce_rows(log_q, y, label_smoothing).sum()
     if alpha != 0.0:
         log_p = F.log_softmax(t / temperature, dim=-1)
         log_q_t = log_q if temperature == 1.0 else F.log_softmax(s / temperature, dim=-1)
@@ -64,14 +64,14 @@ def word_kd(
     return loss
 
 
-def _smoothed_ce(log_q: Tensor, y: Tensor, label_smoothing: float) -> Tensor:
-    """``F.cross_entropy(s, y, reduction="sum", label_smoothing=ls)`` from ``log_softmax(s)``
-    (torch's definition: ``(1 - ls) * NLL + ls * mean over V of -log q``), so the student's
-    softmax over V is computed once per step, not once per term."""
-    nll = -log_q.gather(1, y.long()[:, None]).sum()
+def _smoothed_ce_rows(log_q: Tensor, y: Tensor, label_smoothing: float) -> Tensor:
+    """Per-position ``F.cross_entropy(s, y, reduction="none", label_smoothing=ls)`` from
+    ``log_softmax(s)`` (torch's definition: ``(1 - ls) * NLL + ls * mean over V of -log q``),
+    so the student's softmax over V is computed once per step, not once per term."""
+    nll = -log_q.gather(1, y.long()[:, None]).squeeze(1)
     if label_smoothing == 0.0:
         return nll
-    return (1.0 - label_smoothing) * nll - label_smoothing * log_q.sum() / log_q.shape[1]
+    return (1.0 - label_smoothing) * nll - label_smoothing * log_q.mean(dim=1)
 
 
 def word_kd_topk(
@@ -126,10 +126,7 @@ def word_kd_topk_rows(
     rows = s.new_zeros(s.shape[0]) + zero_loss(s)
     log_q_full = F.log_softmax(s, dim=-1)
     if alpha != 1.0:
-        nll = -log_q_full.gather(1, y.long()[:, None]).squeeze(1)
-        ce = nll if label_smoothing == 0.0 else (
-            (1.0 - label_smoothing) * nll - label_smoothing * log_q_full.mean(dim=1))
-        rows = rows + (1.0 - alpha) * ce
+        rows = rows + (1.0 - alpha) * _smoothed_ce_rows(log_q_full, y, label_smoothing)
     if alpha != 0.0:
         kept = ids >= 0
         safe_ids = ids.long().clamp_min(0)
