@@ -46,6 +46,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _child_rank(*args: Any) -> None:
+    """A spawned rank: train, then leave without the interpreter's teardown, which was seen
+    to abort (SIGABRT) in torch/gloo after a finished run."""
+    _rank_main(*args)
+    os._exit(0)
+
+
 def _rank_main(rank: int, world_size: int, port: int, opt: argparse.Namespace,
                setup: RankSetup | None, callbacks: dict[str, Any] | None) -> Any:
     from kdnmt.onmt_bridge.training import run_training
@@ -57,9 +64,12 @@ def _rank_main(rank: int, world_size: int, port: int, opt: argparse.Namespace,
     try:
         patch_all_gather_list()
         loss_factory, extra_stats, extra_modules = setup() if setup else (None, None, None)
-        return run_training(opt, loss_factory=loss_factory, extra_stats=extra_stats,
-                            extra_modules=extra_modules, rank=rank, world_size=world_size,
-                            **(callbacks or {}))
+        result = run_training(opt, loss_factory=loss_factory, extra_stats=extra_stats,
+                              extra_modules=extra_modules, rank=rank, world_size=world_size,
+                              **(callbacks or {}))
+        # Every rank is done before any closes its connections (gloo aborts otherwise).
+        torch.distributed.barrier()
+        return result
     finally:
         torch.distributed.destroy_process_group()
 
@@ -69,7 +79,7 @@ def run_data_parallel(opt: argparse.Namespace, world_size: int, setup: RankSetup
     """Train with ``world_size`` CPU processes; returns rank 0's result."""
     port = _free_port()
     context = torch.multiprocessing.get_context("spawn")
-    children = [context.Process(target=_rank_main,
+    children = [context.Process(target=_child_rank,
                                 args=(rank, world_size, port, opt, setup, None), daemon=True)
                 for rank in range(1, world_size)]
     for child in children:
