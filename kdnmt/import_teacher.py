@@ -170,6 +170,22 @@ def write_teacher_vocab(checked: CheckedTeacher, piece_files: list[Path], dest: 
     return len(checked.tokens) + len(ONMT_SPECIALS)
 
 
+def _copy_as_float32(checkpoint: Path, target: Path) -> bool:
+    """A released teacher stored in float16 is copied into the run in float32, the precision
+    OpenNMT-py trains and kdnmt computes soft targets in. Returns False (nothing written) for
+    a float32 checkpoint, which is copied byte for byte instead."""
+    import torch
+
+    from kdnmt.onmt_bridge.checkpoint import cast_floating, has_half_tensors, load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    if not has_half_tensors(loaded):
+        return False
+    cast_floating(loaded, torch.float32)
+    save_checkpoint(loaded, target)
+    return True
+
+
 def register_teacher(source: TeacherSource, checked: CheckedTeacher, run: RunDir,
                      manifest: dict[str, Any]) -> dict[str, Any]:
     """Copy the teacher into ``models/NAME`` and write its ``model.json``."""
@@ -192,8 +208,11 @@ def register_teacher(source: TeacherSource, checked: CheckedTeacher, run: RunDir
     }
     if source.checkpoint is not None:
         target = model_dir / "teacher.pt"
-        with atomic_path(target) as tmp:
-            shutil.copyfile(source.checkpoint, tmp)
+        if not _copy_as_float32(source.checkpoint, target):
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source.checkpoint, tmp)
+        else:
+            info["notes"] = [*checked.notes, "stored in float16: the run holds a float32 copy"]
         info.update(checkpoint=target.name, checkpoint_sha256=sha256_file(target))
     else:
         shutil.copytree(source.ct2_dir, model_dir / "ct2")  # type: ignore[arg-type]

@@ -125,3 +125,32 @@ def strip_keys(checkpoint: dict[str, Any], prefix: str) -> bool:
     for key in keys:
         del checkpoint["model"][key]
     return bool(keys)
+
+
+def cast_floating(checkpoint: dict[str, Any], dtype: torch.dtype) -> int:
+    """Cast every floating-point tensor of the model and generator to ``dtype`` in place;
+    returns how many changed. Released teachers are stored in float16 (half the bytes to ship);
+    runs and OpenNMT-py's trainer work in float32."""
+    changed = 0
+    for part in ("model", "generator"):
+        tensors = checkpoint.get(part) or {}
+        for key, tensor in tensors.items():
+            if tensor.is_floating_point() and tensor.dtype != dtype:
+                tensors[key] = tensor.to(dtype)
+                changed += 1
+    return changed
+
+
+def has_half_tensors(checkpoint: dict[str, Any]) -> bool:
+    """Whether a checkpoint stores float16/bfloat16 weights (a released, shrunk checkpoint)."""
+    return any(t.dtype in (torch.float16, torch.bfloat16)
+               for part in ("model", "generator")
+               for t in (checkpoint.get(part) or {}).values())
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    """Write a checkpoint atomically (temporary name, then rename)."""
+    from kdnmt.fileio import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        torch.save(checkpoint, tmp)

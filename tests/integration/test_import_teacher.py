@@ -147,3 +147,34 @@ def test_teacher_flags_need_their_partners(teacher, corpus, tmp_path: Path) -> N
     truncated.write_bytes(teacher["ckpt"].read_bytes()[:1000])
     assert_clean_error(prepare_with(tmp_path / "r", corpus, "--teacher-checkpoint", truncated,
                                     "--teacher-spm", teacher["spm"]), "corrupt or truncated")
+
+
+def test_released_float16_teacher_is_adopted_in_float32(trained_run, corpus, tmp_path) -> None:
+    """recipes/demo/release_teacher.py ships a teacher in float16 without optimizer state;
+    adopting it gives the run a float32 copy whose weights round-trip the release."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    released = tmp_path / "released"
+    subprocess.run([sys.executable, str(REPO / "recipes" / "demo" / "release_teacher.py"),
+                    "--run", str(trained_run), "--model", "teacher", "--out", str(released)],
+                   check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "KDNMT_THREADS": "1",
+                                              "PATH": "/usr/bin:/bin"})
+    shipped = load_checkpoint(released / "teacher.pt")
+    assert "optim" not in shipped
+    assert {t.dtype for t in shipped["model"].values() if t.is_floating_point()} == {torch.float16}
+    run = tmp_path / "run"
+    result = prepare_with(run, corpus, "--teacher-checkpoint", released / "teacher.pt",
+                          "--teacher-spm", released / "spm.model",
+                          "--teacher-vocab", released / "vocab.txt")
+    assert result.exit_code == 0, result.output
+    info = json.loads((run / "models" / "teacher" / "model.json").read_text())
+    assert any("float16" in note for note in info["notes"])
+    adopted = load_checkpoint(run / "models" / "teacher" / "teacher.pt")
+    for key, tensor in adopted["model"].items():
+        if tensor.is_floating_point():
+            assert tensor.dtype == torch.float32
+            assert torch.equal(tensor, shipped["model"][key].float())
+    assert run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1").exit_code == 0
