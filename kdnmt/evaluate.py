@@ -4,6 +4,11 @@ Each model is converted to CTranslate2 (cached), translates the test sources wit
 size, and is scored with sacrebleu (BLEU, chrF, TER, each with its signature so the numbers
 can be compared with published ones). Speed is output tokens per second of wall-clock decoding
 on this machine; size is the CTranslate2 model on disk and the parameter count.
+
+Beside greedy and beam decoding, each model with a PyTorch checkpoint is also scored
+teacher-forced on the references (token accuracy and perplexity, no label smoothing), so the
+three decoding settings Wei et al. (2024) compare sit in one table; a CTranslate2-only model
+has no logits to score and shows "-" there.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 from kdnmt.corpus.text import iter_parallel, normalise, resolve_side
 from kdnmt.errors import check
 from kdnmt.fileio import atomic_open, dir_size, sha256_file, write_json, write_text
-from kdnmt.models import ct2_model, load_model_info
+from kdnmt.models import checkpoint_path, ct2_model, load_model_info
 from kdnmt.rundir import RunDir, check_name
 from kdnmt.translation import Translator
 
@@ -34,6 +39,7 @@ class EvalOptions:
     quantization: str = "int8"
     batch_tokens: int = 2048
     max_sentences: int = 0
+    teacher_forced: bool = True
 
 
 def parse_beams(text: str) -> tuple[int, ...]:
@@ -91,8 +97,15 @@ def evaluate(opts: EvalOptions,
         load_model_info(run, name)  # unknown models fail before any decoding
     sources, references, test_label = _read_test(run, manifest, opts.test, opts.max_sentences)
     rows = []
+    pieces: tuple[list[str], list[str]] | None = None
     for name in opts.models:
         info = load_model_info(run, name)
+        forced: dict[str, Any] = {}
+        if opts.teacher_forced and not info.get("ct2_only"):
+            on_progress(f"scoring {name} teacher-forced")
+            if pieces is None:
+                pieces = _test_pieces(run, sources, references)
+            forced = _teacher_forced(checkpoint_path(run, info), pieces, opts.batch_tokens)
         on_progress(f"converting {name} ({opts.quantization})")
         model_dir = ct2_model(run, name, opts.quantization)
         for beam in opts.beams:
@@ -118,6 +131,7 @@ def evaluate(opts: EvalOptions,
                 "parameters": info.get("parameters"),
                 "size_bytes": dir_size(model_dir),
                 "step": info.get("step"),
+                **forced,
                 "test": test_label,
                 "threads": os.cpu_count(),
                 "hypotheses": out_path.name,
@@ -128,6 +142,25 @@ def evaluate(opts: EvalOptions,
             rows.append(row)
     _merge_report(run, rows)
     return rows
+
+
+def _test_pieces(run: RunDir, sources: list[str],
+                 references: list[str]) -> tuple[list[str], list[str]]:
+    """The scored pairs as pieces, encoded with the run's SentencePiece model: for the prepared
+    test split exactly ``test.sp.SRC``/``test.sp.TGT`` (prepare encodes the same cleaned text
+    the same way), and it also covers ``--test PREFIX`` and ``--max-sentences``."""
+    from kdnmt.corpus.spm import Tokenizer, encode_lines
+
+    tokenizer = Tokenizer(run.spm_model)
+    return list(encode_lines(tokenizer, sources)), list(encode_lines(tokenizer, references))
+
+
+def _teacher_forced(checkpoint: Path, pieces: tuple[list[str], list[str]],
+                    batch_tokens: int) -> dict[str, Any]:
+    # Imported here: eval of CTranslate2-only models must not pay for torch and OpenNMT-py.
+    from kdnmt.onmt_bridge.inference import teacher_forced_metrics
+
+    return teacher_forced_metrics(checkpoint, pieces[0], pieces[1], batch_tokens=batch_tokens)
 
 
 def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -151,10 +184,12 @@ def _merge_report(run: RunDir, rows: list[dict[str, Any]]) -> None:
 
 
 COLUMNS = (("model", "model"), ("role", "role"), ("beam", "beam"), ("bleu", "BLEU"),
-           ("chrf", "chrF"), ("ter", "TER"), ("tokens_per_second", "tokens/s"),
+           ("chrf", "chrF"), ("ter", "TER"), ("tf_accuracy", "tf acc"),
+           ("tf_perplexity", "tf ppl"), ("tokens_per_second", "tokens/s"),
            ("parameters", "params"), ("size_bytes", "size"), ("step", "step"))
-#: The terminal table leaves out what the markdown report keeps, to fit 80 columns.
-TERMINAL_COLUMNS = tuple(c for c in COLUMNS if c[0] not in ("role", "step"))
+#: The terminal table leaves out what the markdown report keeps, to fit 80 columns (the
+#: parameter count gave way to the teacher-forced columns: the size on disk stays).
+TERMINAL_COLUMNS = tuple(c for c in COLUMNS if c[0] not in ("role", "step", "parameters"))
 
 
 def human_size(n: int | None) -> str:
@@ -169,7 +204,9 @@ def human_size(n: int | None) -> str:
 
 def format_cell(key: str, value: Any) -> str:
     if value is None:
-        return "?"
+        return "-" if key.startswith("tf_") else "?"  # not computed is not unknown
+    if key == "tf_accuracy":
+        return f"{100 * value:.1f}%"
     if key == "size_bytes":
         return human_size(value)
     if key == "parameters":
@@ -187,6 +224,10 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     tests = sorted({r["test"] for r in rows})
     sigs = sorted({r["bleu_signature"] for r in rows} | {r["chrf_signature"] for r in rows}
                   | {r["ter_signature"] for r in rows})
-    notes = ["", f"Test set: {'; '.join(tests)}.", "", "Signatures:"]
+    notes = ["", f"Test set: {'; '.join(tests)}.", "",
+             "tf acc, tf ppl: teacher-forced token accuracy and perplexity (no label smoothing) "
+             "on the references, one value per model (repeated on each of its rows); "
+             "- where not computed (CTranslate2-only model, or --no-teacher-forced).",
+             "", "Signatures:"]
     notes += [f"- `{s}`" for s in sigs]
     return "\n".join(lines + notes) + "\n"

@@ -7,11 +7,13 @@ from typing import Annotated
 import typer
 
 from kdnmt import __version__
+from kdnmt.cli.advise import advise_command
 from kdnmt.cli.distill import distill_command
 from kdnmt.cli.doctor import doctor_command
 from kdnmt.cli.evaluate import eval_command
 from kdnmt.cli.export import export_command
 from kdnmt.cli.generate import generate_command
+from kdnmt.cli.noise import noise_command
 from kdnmt.cli.prepare import prepare_command
 from kdnmt.cli.train import train_command
 from kdnmt.cli.translate import translate_command
@@ -25,8 +27,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+app.command("noise")(noise_command)
 app.command("prepare")(prepare_command)
 app.command("train")(train_command)
+app.command("advise")(advise_command)
 app.command("generate")(generate_command)
 app.command("distill")(distill_command)
 app.command("export")(export_command)

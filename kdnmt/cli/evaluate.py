@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kdnmt.cli.common import RunOption, console, error_boundary
+from kdnmt.cli.common import RunOption, console, error_boundary, limit_torch_threads
 from kdnmt.evaluate import TERMINAL_COLUMNS, EvalOptions, evaluate, format_cell, parse_beams
 
 
@@ -21,12 +21,16 @@ def eval_command(
     quantization: Annotated[str, typer.Option(help="CTranslate2 quantization.")] = "int8",
     batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = 2048,
     max_sentences: Annotated[int, typer.Option(help="Evaluate on the first N pairs only (0 = all).")] = 0,
+    teacher_forced: Annotated[bool, typer.Option(
+        "--teacher-forced/--no-teacher-forced",
+        help="Also score each PyTorch model teacher-forced (tf acc, tf ppl).")] = True,
 ) -> None:
     """Translate the test set with each model and beam size; score, time and size them."""
+    limit_torch_threads()
     names = [m.strip() for m in models.split(",") if m.strip()]
     opts = EvalOptions(run=run, models=names, test=test, beams=parse_beams(beam),
                        quantization=quantization, batch_tokens=batch_size,
-                       max_sentences=max_sentences)
+                       max_sentences=max_sentences, teacher_forced=teacher_forced)
     with console.status("evaluating") as status:
         rows = evaluate(opts, on_progress=lambda msg: status.update(msg))
     table = Table(title=f"eval: {rows[0]['test']}" if rows else "eval")
