@@ -8,6 +8,7 @@ typed and range-checked here, in one place, and a mistake names the key and the 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,8 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
         raise KdnmtError(f"{where}: expected an integer, got {value!r}")
     if not isinstance(value, kind):
         raise KdnmtError(f"{where}: expected {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):  # YAML's .inf and .nan
+        raise KdnmtError(f"{where}: expected a finite number, got {value!r}")
     return value
 
 
@@ -168,12 +171,15 @@ def preset_config(preset: str) -> TrainConfig:
 def load_yaml(path: Path) -> Any:
     """Read a YAML file or raise a clear error naming it."""
     path = Path(path)
-    check(path.is_file(), f"config file {path} does not exist")
+    check(path.exists(), f"config file {path} does not exist")
+    check(not path.is_dir(), f"config file {path} is a directory, expected a YAML file")
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0]
         raise KdnmtError(f"config file {path} is not valid YAML ({first})") from None
+    except OSError as exc:
+        raise KdnmtError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
 
 
 def resolve_config(preset: str, config_file: Path | None = None,

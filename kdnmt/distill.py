@@ -30,7 +30,7 @@ from typing import Any
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import sha256_file
 from kdnmt.models import checkpoint_path, load_model_info
-from kdnmt.rundir import RunDir
+from kdnmt.rundir import RunDir, check_name
 from kdnmt.train import TrainOptions, train
 
 #: method -> (training data, token-level loss in kdnmt.losses or None)
@@ -171,6 +171,7 @@ class _Plan:
 
 
 def _plan(opts: DistillOptions) -> _Plan:
+    check_name(opts.name)  # before any teacher or store is loaded
     data, loss, hparams = check_method(opts)
     check(opts.world_size >= 1, f"--world-size must be >= 1, got {opts.world_size}")
     run = RunDir(Path(opts.run))

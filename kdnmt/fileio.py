@@ -8,7 +8,9 @@ later step would trust.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -19,6 +21,20 @@ from typing import IO, Any
 
 #: Prefix of every temporary file or directory kdnmt creates next to its outputs.
 TMP_PREFIX = ".kdnmt-tmp-"
+
+#: errno values of a write that failed for lack of room: disk full, quota, file size limit.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _name_destination(exc: OSError, dest: Path, tmp: Path) -> OSError | None:
+    """A failed write for lack of room, renamed after ``dest`` (the output the user knows)
+    instead of the temporary name, or of nothing (``write()`` errors carry no file name);
+    None when ``exc`` is another error or already names another file."""
+    if exc.errno not in NO_ROOM:
+        return None
+    if exc.filename is not None and not str(exc.filename).startswith(str(tmp)):
+        return None
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(dest))
 
 
 def _umask() -> int:
@@ -44,19 +60,47 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         yield tmp_path
         _publish_mode(tmp_path)
         os.replace(tmp_path, dest)
+    except OSError as exc:
+        named = _name_destination(exc, dest, tmp_path)
+        if named is None:
+            raise
+        raise named from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
+class _NamedWriter(io.FileIO):
+    """The raw file under a temporary name; a write that fails for lack of room names the
+    destination (``write()`` errors carry no file name, and with several outputs open at
+    once the innermost ``atomic_path`` would otherwise be blamed)."""
+
+    def __init__(self, path: Path, dest: Path) -> None:
+        super().__init__(path, "w")
+        self.dest = dest
+
+    def write(self, data: Any) -> int | None:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            if exc.errno not in NO_ROOM:
+                raise
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno),
+                          str(self.dest)) from exc
+
+
 @contextlib.contextmanager
 def atomic_open(dest: Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
-    """Open a temporary file for writing and rename it onto ``dest`` when closed cleanly."""
-    if "b" in mode:
-        encoding = None
+    """Open a temporary file for writing and rename it onto ``dest`` when closed cleanly.
+
+    ``mode`` is ``"w"`` (text, ``\\n`` line ends) or ``"wb"``."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', not {mode!r}")
     with atomic_path(dest) as tmp:
-        newline = None if "b" in mode else "\n"
-        with open(tmp, mode, encoding=encoding, newline=newline) as handle:
+        buffered = io.BufferedWriter(_NamedWriter(tmp, Path(dest)))
+        handle: IO[Any] = buffered if mode == "wb" else io.TextIOWrapper(
+            buffered, encoding=encoding, newline="\n")
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -81,6 +125,11 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
+    except OSError as exc:
+        named = _name_destination(exc, dest, tmp)
+        if named is None:
+            raise
+        raise named from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -113,15 +162,16 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def remove_stale_temps(directory: Path) -> int:
-    """Delete temporary files a killed kdnmt process left in ``directory`` (not recursive
-    into other runs' outputs: only this directory and its subdirectories). Call it only where
-    no other kdnmt process works on the same directory; returns how many were removed."""
+def remove_stale_temps(directory: Path, recursive: bool = True) -> int:
+    """Delete temporary files a killed kdnmt process left in ``directory`` (and, if
+    ``recursive``, its subdirectories). Call it only where no other kdnmt process works on
+    the same directory; returns how many were removed."""
     removed = 0
     directory = Path(directory)
     if not directory.is_dir():
         return 0
-    for path in directory.rglob(TMP_PREFIX + "*"):
+    found = directory.rglob(TMP_PREFIX + "*") if recursive else directory.glob(TMP_PREFIX + "*")
+    for path in list(found):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:

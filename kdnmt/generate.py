@@ -37,10 +37,11 @@ from kdnmt.corpus.spm import Tokenizer
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import atomic_open, remove_stale_temps, sha256_file, write_json
 from kdnmt.models import ct2_model, load_model_info
-from kdnmt.rundir import RunDir
+from kdnmt.rundir import RunDir, check_file_name
 
 SELECT_CHOICES = ("closest",)
 ALONG_CHOICES = ("references", "pseudo-targets")
+ENGINE_CHOICES = ("local", "ray")
 
 
 @dataclass
@@ -64,6 +65,11 @@ class GenerateOptions:
     #: Cap each hypothesis at ``ratio * source length + 10`` pieces (0 = only max_length).
     length_ratio: float = 3.0
     force: bool = False
+    #: "local" (this machine) or "ray" (kdnmt.teacher.ray_engine). Not part of settings(): both
+    #: write the same chunks, so a run may resume with the other engine.
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_actors: int = 0
 
 
 @dataclass
@@ -105,6 +111,11 @@ def _validate(opts: GenerateOptions) -> None:
     check(opts.max_length >= 1, "--max-length must be >= 1")
     check(opts.length_ratio >= 0, "--length-ratio must be >= 0")
     check(not (opts.merge and opts.shard), "--merge and --shard do not go together")
+    check(opts.engine in ENGINE_CHOICES,
+          f"--engine must be one of {', '.join(ENGINE_CHOICES)}, got '{opts.engine}'")
+    check(opts.ray_actors >= 0, f"--ray-actors must be >= 0, got {opts.ray_actors}")
+    check(opts.engine == "ray" or (opts.ray_address is None and not opts.ray_actors),
+          "--ray-address and --ray-actors need --engine ray")
 
 
 class Generation:
@@ -123,6 +134,13 @@ class Generation:
             f"{self.run.root} (vocab sha256 {str(self.info.get('vocab_sha256'))[:12]}… vs "
             f"{self.manifest['vocab']['sha256'][:12]}…)",
         )
+        # checked here, before --force discards the earlier generated data
+        entries = int(self.manifest["vocab"]["entries"])
+        check(opts.soft_targets <= entries, f"--soft-targets {opts.soft_targets} is larger than "
+              f"the vocabulary ({entries} entries)")
+        check(not (opts.soft_targets and self.info.get("ct2_only")),
+              f"teacher '{opts.teacher}' is a CTranslate2 model: soft targets (token-level KD) "
+              "need its PyTorch checkpoint")
         self.dir = self.run.root / "generated" / opts.teacher
         self.chunks_dir = self.dir / "chunks"
         self.source_path = self.run.pieces("train", self.src)
@@ -170,8 +188,10 @@ class Generation:
         return self.chunks_dir / f"{index:06d}.jsonl"
 
     def decode_chunks(self, lines: list[str], chunk_ids: list[int], progress: ProgressFn) -> int:
-        """Decode the missing chunks among ``chunk_ids``; returns how many were decoded."""
-        from kdnmt.teacher.decode import TeacherDecoder
+        """Decode the missing chunks among ``chunk_ids``; returns how many were decoded.
+
+        Either engine only decodes: the chunk files are written here, as results come back."""
+        from kdnmt.teacher.decode import Hypotheses, TeacherDecoder
 
         size = self.opts.lines_per_chunk
         todo = [c for c in chunk_ids if not self.chunk_path(c).is_file()]
@@ -180,23 +200,39 @@ class Generation:
         if not todo:
             progress(Progress("decoding", done, total))
             return 0
+        if self.opts.engine == "ray":
+            from kdnmt.teacher.ray_engine import decode_on_ray, import_ray
+
+            import_ray()  # before a conversion: fail fast where Ray is not installed
         model_dir = ct2_model(self.run, self.opts.teacher, self.opts.quantization)
+        decoder_args = {"beam": self.opts.beam, "nbest": self.opts.nbest,
+                        "batch_tokens": self.opts.batch_tokens,
+                        "max_length": self.opts.max_length,
+                        "length_ratio": self.opts.length_ratio}
+        parts = {c: lines[c * size:(c + 1) * size] for c in todo}
         tokens = 0
-        with TeacherDecoder(model_dir, beam=self.opts.beam, nbest=self.opts.nbest,
-                            batch_tokens=self.opts.batch_tokens,
-                            max_length=self.opts.max_length,
-                            length_ratio=self.opts.length_ratio) as decoder:
+
+        def finished(chunk: int, results: list[Hypotheses]) -> None:
+            nonlocal done, tokens
+            check(len(results) == len(parts[chunk]),
+                  f"chunk {chunk}: {len(results)} hypotheses for {len(parts[chunk])} lines")
+            with atomic_open(self.chunk_path(chunk)) as handle:
+                for r in results:
+                    handle.write(json.dumps({"h": r.pieces, "s": r.scores},
+                                            ensure_ascii=False) + "\n")
+            done += len(results)
+            tokens += sum(len(r.pieces[0].split()) for r in results)
+            progress(Progress("decoding", done, total, tokens))
+
+        if self.opts.engine == "ray":
             progress(Progress("decoding", done, total))
-            for chunk in todo:
-                part = lines[chunk * size:(chunk + 1) * size]
-                results = decoder.decode(part)
-                with atomic_open(self.chunk_path(chunk)) as handle:
-                    for r in results:
-                        handle.write(json.dumps({"h": r.pieces, "s": r.scores},
-                                                ensure_ascii=False) + "\n")
-                done += len(part)
-                tokens += sum(len(r.pieces[0].split()) for r in results)
-                progress(Progress("decoding", done, total, tokens))
+            decode_on_ray(model_dir, parts, finished, decoder_args,
+                          address=self.opts.ray_address, actors=self.opts.ray_actors)
+            return len(todo)
+        with TeacherDecoder(model_dir, **decoder_args) as decoder:
+            progress(Progress("decoding", done, total))
+            for chunk, part in parts.items():
+                finished(chunk, decoder.decode(part))
         return len(todo)
 
     def read_chunks(self, n_chunks: int, n_lines: int) -> list[dict[str, Any]]:
@@ -375,14 +411,21 @@ def load_generated(run: RunDir, teacher: str) -> dict[str, Any]:
     path = run.root / "generated" / teacher / "manifest.json"
     check(path.is_file(), f"no generated data for teacher '{teacher}' in {run.root} "
           f"(run `kdnmt generate --run {run.root} --teacher {teacher}`)")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        check(isinstance(manifest, dict) and isinstance(manifest.get("outputs"), dict)
+              and isinstance(manifest.get("source"), dict), f"{path} is not a generate manifest")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise KdnmtError(f"{path} is corrupt (not valid JSON): generate again with --force") \
+            from None
     run_manifest = run.load_manifest()
     source = run.pieces("train", run_manifest["src"])
-    check(sha256_file(source) == manifest["source"]["sha256"],
+    check(sha256_file(source) == manifest["source"].get("sha256"),
           f"the pseudo-targets in {path.parent} were generated from another source than "
           f"{source} (checksum mismatch): generate again with --force")
     for name, entry in manifest["outputs"].items():
-        out = path.parent / entry["path"]
+        out = path.parent / check_file_name(entry.get("path") if isinstance(entry, dict) else None,
+                                            f"{path} ({name})")
         check(out.is_file() and sha256_file(out) == entry["sha256"],
               f"{out} was changed or truncated after `kdnmt generate` ({name} checksum mismatch)")
     return manifest

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from kdnmt.errors import KdnmtError, check
-from kdnmt.fileio import write_json
-from kdnmt.rundir import RunDir
+from kdnmt.fileio import sha256_file, write_json
+from kdnmt.rundir import RunDir, check_file_name, check_name
 
 
 def load_model_info(run: RunDir, name: str) -> dict[str, Any]:
@@ -30,8 +30,22 @@ def load_model_info(run: RunDir, name: str) -> dict[str, Any]:
 
 
 def checkpoint_path(run: RunDir, info: dict[str, Any]) -> Path:
-    path = run.model_dir(info["name"]) / info["checkpoint"]
+    """The model's checkpoint, checked against the sha256 its ``model.json`` recorded: a
+    teacher edited or damaged in place would otherwise decode or distil without a word."""
+    name = check_name(str(info.get("name")))
+    path = run.model_dir(name) / check_file_name(info.get("checkpoint"),
+                                                 str(run.model_info_path(name)))
     check(path.is_file(), f"checkpoint {path} of model '{info['name']}' is missing")
+    recorded = info.get("checkpoint_sha256")
+    if recorded and sha256_file(path) != recorded:
+        from kdnmt.onmt_bridge.checkpoint import load_checkpoint
+
+        load_checkpoint(path)  # a truncated file is named as such
+        raise KdnmtError(
+            f"checkpoint {path} of model '{info['name']}' was changed after training: its "
+            f"sha256 does not match {run.model_info_path(info['name'])} (restore it or train "
+            "the model again)"
+        )
     return path
 
 

@@ -19,7 +19,7 @@ from kdnmt import RUN_FORMAT, __version__
 from kdnmt.corpus.spm import Tokenizer, encode_lines, train_spm, write_onmt_vocab
 from kdnmt.corpus.text import iter_parallel, normalise, resolve_side
 from kdnmt.errors import KdnmtError, check
-from kdnmt.fileio import atomic_open, sha256_file, write_json
+from kdnmt.fileio import atomic_open, remove_stale_temps, sha256_file, write_json
 from kdnmt.import_teacher import TeacherSource, adopt_teacher, register_teacher, write_teacher_vocab
 from kdnmt.rundir import RunDir
 
@@ -131,6 +131,10 @@ def prepare(opts: PrepareOptions, on_stage: Callable[[str], None] = lambda _: No
         resolve_side(prefix, opts.tgt)
     if run.manifest_path.exists():
         run.manifest_path.unlink()  # --force: the run is not 'prepared' until we finish
+    # What a killed earlier `prepare` left half-written (its own files only: the run's top
+    # level and data/, not models/ or generated/).
+    remove_stale_temps(run.root, recursive=False)
+    remove_stale_temps(run.data_dir)
     checked = None
     if opts.teacher is not None:
         on_stage("checking the teacher")

@@ -9,7 +9,7 @@ resumed alone::
     RUN/data/{split}.{lang}      cleaned text; {split}.sp.{lang} the same as pieces
     RUN/models/NAME/             config.yaml, onmt.yaml, checkpoints, train.log, model.json
     RUN/ct2/NAME-QUANT/          CTranslate2 conversions cached for eval and generate
-    RUN/reports/                 eval.json, eval.md
+    RUN/reports/                 eval.json, eval.md, advice.json
     RUN/export/NAME-QUANT/       default `kdnmt export` destination
 """
 
@@ -35,6 +35,18 @@ def check_name(name: str, what: str = "model name") -> str:
         f"invalid {what} '{name}': use letters, digits, '.', '_' or '-' (at most 64)",
     )
     return name
+
+
+def check_file_name(value: object, where: str) -> str:
+    """A file name read from a run's own JSON (model.json, a generated manifest) must name a
+    file in that directory: an edited record cannot point outside the run with '/' or '..'."""
+    check(
+        isinstance(value, str) and value not in ("", ".", "..") and "/" not in value
+        and "\\" not in value and "\x00" not in value,
+        f"{where}: {value!r} is not a plain file name (a path in it would leave the run "
+        "directory); the record was edited or is corrupt",
+    )
+    return value  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,8 @@ class RunDir:
 
     def load_manifest(self) -> dict[str, Any]:
         """The prepared run's manifest; refuses runs of another layout version."""
-        check(self.root.is_dir(), f"run directory {self.root} does not exist (run `kdnmt prepare`)")
+        check(self.root.exists(), f"run directory {self.root} does not exist (run `kdnmt prepare`)")
+        check(self.root.is_dir(), f"run directory {self.root} is a file, not a directory")
         check(
             self.manifest_path.is_file(),
             f"{self.root} is not a prepared run: {self.manifest_path.name} is missing "

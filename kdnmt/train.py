@@ -154,11 +154,14 @@ def train(
     def report(r: Any) -> None:
         if r.extra:  # method figures (gate mean/spread, hard tokens, UNC...) over training
             new = not stats_csv.exists()
-            with open(stats_csv, "a", encoding="utf-8") as handle:
-                if new:
-                    handle.write(",".join(["step", *r.extra]) + "\n")
-                handle.write(",".join([str(r.step), *(f"{v:.6f}" for v in r.extra.values())])
-                             + "\n")
+            try:
+                with open(stats_csv, "a", encoding="utf-8") as handle:
+                    if new:
+                        handle.write(",".join(["step", *r.extra]) + "\n")
+                    handle.write(",".join([str(r.step),
+                                           *(f"{v:.6f}" for v in r.extra.values())]) + "\n")
+            except OSError as exc:  # a full disk: name the file (write() errors carry none)
+                raise OSError(exc.errno, exc.strerror, str(stats_csv)) from exc
         on_report(r)
 
     if opts.world_size > 1:

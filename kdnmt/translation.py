@@ -43,6 +43,7 @@ class Translator:
 
         check(beam >= 1, f"--beam must be >= 1, got {beam}")
         check(batch_tokens >= 1, f"--batch-size must be >= 1, got {batch_tokens}")
+        check(max_length >= 1, f"--max-length must be >= 1, got {max_length}")
         model_dir = Path(model_dir)
         check((model_dir / "model.bin").is_file(),
               f"{model_dir} is not a CTranslate2 model directory (no model.bin)")

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kdnmt.errors import KdnmtError
 
@@ -22,11 +23,45 @@ F = TypeVar("F", bound=Callable[..., Any])
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory (created by `kdnmt prepare`).")]
 
 
+#: errno -> one line for an environment failure; {path} is the file it happened to.
+_OS_ERRORS = {
+    errno.ENOSPC: "disk full while writing {path}",
+    errno.EDQUOT: "disk quota exceeded while writing {path}",
+    errno.EFBIG: "file too large while writing {path} (file size limit, see `ulimit -f`)",
+    errno.EACCES: "permission denied: {path}",
+    errno.EPERM: "operation not permitted: {path}",
+    errno.EROFS: "read-only file system: cannot write {path}",
+    errno.ENOENT: "no such file or directory: {path}",
+    errno.ENOTDIR: "not a directory: a part of {path} is a file",
+    errno.EISDIR: "{path} is a directory, expected a file",
+    errno.ENAMETOOLONG: "file name too long: {path}",
+}
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """One line for an environment failure (a full disk, a file size limit, permissions, a
+    path that is missing or of the wrong kind), naming the path; None for any other OSError,
+    which is a bug and keeps its traceback."""
+    template = _OS_ERRORS.get(exc.errno) if exc.errno is not None else None
+    if template is None:
+        return None
+    path = "a file" if exc.filename is None else str(exc.filename)
+    if exc.filename2 is not None:
+        path += f" (-> {exc.filename2})"
+    message = template.format(path=path)
+    if exc.errno in _NO_ROOM:
+        # kdnmt writes every artefact under a temporary name and renames it when complete
+        message += ": free space (or raise the limit) and rerun; finished outputs are kept"
+    return message
+
+
 def error_boundary(func: F) -> F:
     """Turn a user-facing error into one red line on stderr and exit code 1.
 
-    Only :class:`KdnmtError` and a few environment failures (disk full, interrupted) are
-    translated; anything else is a bug and keeps its traceback.
+    Only :class:`KdnmtError` and environment failures (a full disk, a file size limit,
+    permissions, a path that is missing or of the wrong kind: :func:`os_error_message`,
+    interrupted) are translated; anything else is a bug and keeps its traceback.
     """
 
     @functools.wraps(func)
@@ -34,15 +69,15 @@ def error_boundary(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except KdnmtError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            # escaped: a path or a range like "[0, 1]" in a message is text, not Rich markup
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(code=1) from None
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                where = f" writing {exc.filename}" if exc.filename else ""
-                err_console.print(f"[bold red]error:[/] disk full{where}; nothing was "
-                                  "left half-written: free space and rerun", soft_wrap=True)
-                raise typer.Exit(code=1) from None
-            raise
+            message = os_error_message(exc)
+            if message is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+            raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished work is kept; rerun to resume")
             raise typer.Exit(code=130) from None

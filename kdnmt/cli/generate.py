@@ -30,7 +30,15 @@ def generate_command(
     shard: Annotated[str | None, typer.Option(
         help="I/N: decode only every N-th chunk starting at I (one of N machines).")] = None,
     merge: Annotated[bool, typer.Option(help="Assemble chunks decoded by --shard runs.")] = False,
-    engine: Annotated[str, typer.Option(help="Decoding engine: local.")] = "local",
+    engine: Annotated[str, typer.Option(
+        help="Decoding engine: 'local' (this machine) or 'ray' (a Ray cluster; needs "
+             "pip install 'kdnmt\\[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="--engine ray: the cluster's address (HOST:6379, 'auto' for the one started on "
+             "this machine). Default: RAY_ADDRESS, else a private local Ray instance.")] = None,
+    ray_actors: Annotated[int, typer.Option(
+        help="--engine ray: number of decoding actors, one CPU each (0 = every CPU Ray "
+             "reports).")] = 0,
     quantization: Annotated[str, typer.Option(help="CTranslate2 quantization of the teacher.")]
         = "int8",
     batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = 2048,
@@ -45,16 +53,15 @@ def generate_command(
         = False,
 ) -> None:
     """Decode the training sources with the teacher (CTranslate2), resumably."""
-    from kdnmt.errors import check
     from kdnmt.generate import GenerateOptions, generate
 
-    check(engine == "local", f"--engine '{engine}' is not available (engines: local)")
     limit_torch_threads()
     opts = GenerateOptions(run=run, teacher=teacher, beam=beam, nbest=nbest, select=select,
                            soft_targets=soft_targets, soft_along=soft_along, filter_ce=filter_ce,
                            shard=shard, merge=merge, quantization=quantization,
                            batch_tokens=batch_size, lines_per_chunk=lines_per_chunk,
-                           max_length=max_length, length_ratio=length_ratio, force=force)
+                           max_length=max_length, length_ratio=length_ratio, force=force,
+                           engine=engine, ray_address=ray_address, ray_actors=ray_actors)
     start = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),

@@ -15,6 +15,8 @@ from kdnmt.errors import KdnmtError, check
 
 def _stdin_lines(stream: BinaryIO) -> Iterator[str]:
     for number, raw in enumerate(stream, start=1):
+        if b"\x00" in raw:  # as in `prepare`: binary data is an error, not a sentence
+            raise KdnmtError(f"standard input line {number}: contains a NUL byte")
         try:
             yield raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:

@@ -15,7 +15,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from kdnmt.errors import KdnmtError, check
-from kdnmt.fileio import atomic_path
+from kdnmt.fileio import atomic_open
 
 #: OpenNMT-py's special tokens, in the order it puts them at the head of a vocabulary.
 ONMT_SPECIALS = ("<unk>", "<blank>", "<s>", "</s>")
@@ -41,36 +41,38 @@ def train_spm(
     spm.set_random_generator_seed(seed)
     model_path = Path(model_path)
     vocab_path = model_path.with_suffix(".vocab")
-    with atomic_path(model_path) as tmp_model, atomic_path(vocab_path) as tmp_vocab:
-        model_buffer = io.BytesIO()
-        try:
-            spm.SentencePieceTrainer.train(
-                input=[str(p) for p in inputs],
-                model_writer=model_buffer,
-                vocab_size=vocab_size,
-                model_type="unigram",
-                character_coverage=character_coverage,
-                input_sentence_size=max_sentences,
-                shuffle_input_sentence=True,
-                num_threads=threads,
-                minloglevel=2,
-                bos_id=-1,
-                eos_id=-1,
-                pad_id=-1,
-            )
-        except RuntimeError as exc:
-            message = str(exc).strip().splitlines()[-1]
-            if "Vocabulary size" in message:
-                raise KdnmtError(
-                    f"the corpus is too small for --vocab-size {vocab_size} ({message.strip()}); "
-                    "use a smaller --vocab-size"
-                ) from None
-            raise KdnmtError(f"SentencePiece training failed: {message}") from None
-        tmp_model.write_bytes(model_buffer.getvalue())
-        processor = spm.SentencePieceProcessor(model_proto=model_buffer.getvalue())
-        with open(tmp_vocab, "w", encoding="utf-8") as handle:
-            for i in range(processor.get_piece_size()):
-                handle.write(f"{processor.id_to_piece(i)}\t{processor.get_score(i)}\n")
+    model_buffer = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            input=[str(p) for p in inputs],
+            model_writer=model_buffer,
+            vocab_size=vocab_size,
+            model_type="unigram",
+            character_coverage=character_coverage,
+            input_sentence_size=max_sentences,
+            shuffle_input_sentence=True,
+            num_threads=threads,
+            minloglevel=2,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+        )
+    except RuntimeError as exc:
+        message = str(exc).strip().splitlines()[-1]
+        if "Vocabulary size" in message:
+            raise KdnmtError(
+                f"the corpus is too small for --vocab-size {vocab_size} ({message.strip()}); "
+                "use a smaller --vocab-size"
+            ) from None
+        raise KdnmtError(f"SentencePiece training failed: {message}") from None
+    # Each file is written atomically, one after the other, through atomic_open (so a full
+    # disk names the file it happened to); `prepare` is not finished until its manifest is.
+    processor = spm.SentencePieceProcessor(model_proto=model_buffer.getvalue())
+    with atomic_open(model_path, "wb") as handle:
+        handle.write(model_buffer.getvalue())
+    with atomic_open(vocab_path) as handle:
+        for i in range(processor.get_piece_size()):
+            handle.write(f"{processor.id_to_piece(i)}\t{processor.get_score(i)}\n")
 
 
 class Tokenizer:
@@ -118,7 +120,7 @@ def write_onmt_vocab(tokenizer: Tokenizer, piece_files: Iterable[Path], dest: Pa
                 counts.update(line.split())
     pieces = tokenizer.vocabulary()
     order = sorted(range(len(pieces)), key=lambda i: (-counts[pieces[i]], i))
-    with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_open(dest) as handle:
         for i in order:
             handle.write(f"{pieces[i]}\t{counts[pieces[i]]}\n")
     return len(pieces) + len(ONMT_SPECIALS)

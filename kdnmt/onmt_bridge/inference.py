@@ -16,12 +16,18 @@ from typing import Any
 
 import torch
 
-from kdnmt.errors import check
+from kdnmt.errors import KdnmtError, check
 from kdnmt.gate import GATE_PREFIX
 from kdnmt.onmt_bridge import shims
 from kdnmt.onmt_bridge.checkpoint import load_checkpoint, strip_keys
 
 shims.install()
+
+#: Teacher-forced scoring skips a pair with a side longer than this many pieces: the cap
+#: CTranslate2 puts on decoding inputs (``max_input_length``), far below the 5,000 positions of
+#: OpenNMT-py's positional encoding (beyond which the forward pass raises) and the memory a
+#: quadratic attention over a 100,000-character line would take.
+MAX_FORCED_LENGTH = 1024
 
 
 @dataclass
@@ -82,7 +88,14 @@ def forced_log_probs(frozen: FrozenModel, src: list[list[int]],
     src_len = torch.tensor([len(s) for s in src], dtype=torch.long)
     tgt_full = [[frozen.bos, *t, frozen.eos] for t in tgt]
     tgt_tensor = pad_batch(tgt_full, frozen.pad)
-    dec_out, _ = frozen.model(src_tensor, tgt_tensor, src_len)
+    from onmt.modules.embeddings import SequenceTooLongError
+
+    try:
+        dec_out, _ = frozen.model(src_tensor, tgt_tensor, src_len)
+    except SequenceTooLongError:
+        longest = max(src_tensor.size(1), tgt_tensor.size(1))
+        raise KdnmtError(f"a sequence of {longest} pieces is longer than the model's positional "
+                         "encoding: drop such pairs (prepare --max-tokens)") from None
     logits = frozen.model.generator(dec_out)
     mask = tgt_tensor[:, 1:, 0].ne(frozen.pad)
     return torch.log_softmax(logits.float(), dim=-1), mask
@@ -94,7 +107,8 @@ class ForcedStats:
     </s> included, as OpenNMT-py's loss counts them), teacher-forced, without label smoothing."""
 
     sentences: int = 0
-    skipped: int = 0  # pairs with an empty source: an encoder over nothing has no meaning
+    skipped: int = 0  # pairs with an empty source (an encoder over nothing has no meaning)
+    #                   or a side longer than MAX_FORCED_LENGTH pieces
     tokens: int = 0
     correct: int = 0  # positions where the argmax is the reference token
     nll: float = 0.0  # sum of -log p(reference token)
@@ -142,7 +156,8 @@ def forced_statistics(frozen: FrozenModel, sources: Sequence[Sequence[str]],
     check(batch_tokens >= 1, f"batch size must be >= 1, got {batch_tokens}")
     stats = ForcedStats()
     pairs = [(frozen.ids(list(s)), frozen.ids(list(t)))
-             for s, t in zip(sources, targets, strict=True) if len(s)]
+             for s, t in zip(sources, targets, strict=True)
+             if len(s) and max(len(s), len(t) + 1) <= MAX_FORCED_LENGTH]
     stats.skipped = len(sources) - len(pairs)
     lengths = [max(len(s), len(t) + 1) for s, t in pairs]
     for batch in length_batches(lengths, batch_tokens):

@@ -24,7 +24,9 @@ bridge modules do) before importing it.
 5. Logging. OpenNMT-py logs every step to the console, and its data iterator calls
    ``init_logger()`` again at every epoch, which drops the file handler. kdnmt shows its own
    progress, so :func:`log_to_file_only` keeps OpenNMT-py's log in the run directory (warnings
-   still reach the console) and pins the iterator's ``init_logger`` to that logger.
+   still reach the console) and pins the iterator's ``init_logger`` to that logger. A log
+   record that cannot be written (full disk) is dropped silently rather than printing a
+   traceback.
 6. Empty buckets. When every example of a bucket is filtered out (``filtertoolong``),
    ``onmt.inputters.dynamic_iterator.process`` returns None and the iterator crashes with
    ``TypeError: 'NoneType' object is not iterable``; :func:`patch_empty_buckets` makes it an
@@ -86,11 +88,30 @@ class _AtomicTorch:
         fd, tmp = tempfile.mkstemp(prefix=".kdnmt-tmp-ckpt.", dir=directory)
         os.close(fd)
         try:
-            torch.save(obj, tmp, *args, **kwargs)
+            # Through a Python file object: a failed write (full disk, file size limit) then
+            # surfaces as the OSError it is, instead of torch's opaque RuntimeError.
+            with open(tmp, "wb") as handle:
+                torch.save(obj, handle, *args, **kwargs)
             os.replace(tmp, f)
+        except (RuntimeError, OSError) as exc:
+            cause = _write_error(exc)
+            if cause is None:
+                raise
+            raise OSError(cause.errno, cause.strerror, os.fspath(f)) from exc
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _write_error(exc: BaseException) -> OSError | None:
+    """The OSError with an errno behind a failed ``torch.save`` (torch wraps it in a
+    RuntimeError, its ``__context__``), or None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def patch_model_saver() -> None:
@@ -112,7 +133,12 @@ def log_to_file_only(log_file: str) -> None:
 
     logger = init_logger(log_file)
     for handler in logger.handlers:
-        if not isinstance(handler, logging.FileHandler):
+        if isinstance(handler, logging.FileHandler):
+            # On a full disk the log cannot be written either: without this, logging prints
+            # a traceback per record to stderr, burying the one error line kdnmt reports
+            # (the checkpoint write that failed).
+            handler.handleError = lambda record: None  # type: ignore[method-assign]
+        else:
             handler.setLevel(logging.WARNING)
     dynamic_iterator.init_logger = lambda *args, **kwargs: logging.getLogger("onmt")
 

@@ -8,6 +8,7 @@ shards are joined into one store byte-identical to a store written in one go.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,13 @@ import torch
 
 from kdnmt.errors import check
 from kdnmt.fileio import sha256_file
-from kdnmt.teacher.store import SoftTargetStore, SoftTargetWriter, finalize, shard_ranges
+from kdnmt.teacher.store import (
+    META_FILE,
+    SoftTargetStore,
+    SoftTargetWriter,
+    finalize,
+    shard_ranges,
+)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -41,6 +48,16 @@ def _batches(order: list[int], lengths: list[int], batch_tokens: int) -> list[li
     return batches
 
 
+def _shard_matches(shard_dir: Path, expected: dict[str, object]) -> bool:
+    """Whether a finished shard left by an earlier run was made with these settings."""
+    try:
+        meta = json.loads((shard_dir / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(meta, dict) and all(meta.get(key) == value
+                                          for key, value in expected.items())
+
+
 def compute_store(*, checkpoint: Path, src_path: Path, tgt_path: Path, store_dir: Path, k: int,
                   along: str, vocab_sha256: str, spm_sha256: str, teacher_sha256: str,
                   lines_per_shard: int = 1000, batch_tokens: int = 4096, force: bool = False,
@@ -51,10 +68,13 @@ def compute_store(*, checkpoint: Path, src_path: Path, tgt_path: Path, store_dir
     from kdnmt.onmt_bridge.inference import forced_log_probs, load_frozen_model
 
     target_sha = sha256_file(tgt_path)
+    shards_root = store_dir.parent / (store_dir.name + ".shards")
     if store_dir.is_dir() and not force:
         store = SoftTargetStore.open(store_dir, expect_vocab_sha256=vocab_sha256, verify=False)
         if (store.meta.get("target_sha256") == target_sha and store.k == k
                 and store.meta.get("teacher_sha256") == teacher_sha256):
+            # a run killed between publishing the store and removing its shards left them
+            shutil.rmtree(shards_root, ignore_errors=True)
             return store_dir
     if force and store_dir.exists():
         shutil.rmtree(store_dir)
@@ -63,16 +83,22 @@ def compute_store(*, checkpoint: Path, src_path: Path, tgt_path: Path, store_dir
           f"{src_path} and {tgt_path} differ in length ({len(sources)} vs {len(targets)})")
     frozen = load_frozen_model(checkpoint)
     check(k <= len(frozen.tokens), f"--soft-targets {k} is larger than the vocabulary")
-    shards_root = store_dir.parent / (store_dir.name + ".shards")
     shard_dirs = []
     done = 0
     for first, count in shard_ranges(len(sources), lines_per_shard):
         shard_dir = shards_root / f"{first:09d}"
         shard_dirs.append(shard_dir)
         if shard_dir.is_dir():
-            done += count
-            progress(done, len(sources))
-            continue
+            expected = {"k": k, "num_lines": count, "vocab_sha256": vocab_sha256,
+                        "spm_sha256": spm_sha256, "teacher_sha256": teacher_sha256,
+                        "along": along, "target_sha256": target_sha,
+                        "shard": {"first_line": first, "corpus_lines": len(sources)}}
+            if _shard_matches(shard_dir, expected):
+                done += count
+                progress(done, len(sources))
+                continue
+            # left by a killed run with other settings (another --soft-targets K): redo it
+            shutil.rmtree(shard_dir)
         src_ids = [frozen.ids(sources[i].split()) for i in range(first, first + count)]
         tgt_ids = [frozen.ids(targets[i].split()) for i in range(first, first + count)]
         lengths = [max(len(s), len(t) + 1) for s, t in zip(src_ids, tgt_ids, strict=True)]

@@ -1,0 +1,221 @@
+"""`kdnmt generate --engine ray`: the teacher's decoding on a Ray cluster.
+
+Only the decoding runs on Ray. The driver (the machine running ``kdnmt generate``) keeps
+everything else: which chunks are missing, the chunk files, resume and the checks
+(:meth:`kdnmt.generate.Generation.decode_chunks`). Here:
+
+- the CTranslate2 model directory is read into a dict ``relative path -> bytes`` and put into
+  Ray's object store once, so a cluster without a shared filesystem works;
+- N actors (``--ray-actors``, default: the CPUs Ray reports) each write those files to a private
+  temporary directory, load one :class:`~kdnmt.teacher.decode.TeacherDecoder` with one
+  single-threaded replica (one CPU per actor) and remove the directory again (CTranslate2 holds
+  the model in memory);
+- the driver sends each missing chunk's source lines to an actor (two in flight per actor) and
+  hands the hypotheses back as they arrive; the driver writes the chunk file. Every chunk goes
+  through the same ``TeacherDecoder.decode`` call as with the local engine, so the outputs are
+  byte-identical, and a run may resume with either engine.
+
+Ray is an optional dependency (``pip install 'kdnmt[ray]'``). Every node needs kdnmt and the
+same CTranslate2 version as the driver (checked before decoding).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kdnmt import __version__
+from kdnmt.errors import KdnmtError, check
+from kdnmt.teacher.decode import Hypotheses, TeacherDecoder
+
+#: In flight per actor: one decoding, one queued, so an actor never waits for the driver.
+IN_FLIGHT = 2
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a :class:`KdnmtError` that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise KdnmtError("--engine ray needs Ray: pip install 'kdnmt[ray]'") from None
+    return ray
+
+
+def read_model_files(model_dir: Path) -> dict[str, bytes]:
+    """Every file under ``model_dir``, keyed by its path relative to it (POSIX)."""
+    model_dir = Path(model_dir)
+    files = {p.relative_to(model_dir).as_posix(): p.read_bytes()
+             for p in sorted(model_dir.rglob("*")) if p.is_file()}
+    check(files, f"the CTranslate2 model directory {model_dir} is empty")
+    return files
+
+
+def write_model_files(files: dict[str, bytes], dest: Path) -> None:
+    """Write what :func:`read_model_files` read into ``dest``."""
+    for name, data in files.items():
+        path = dest / name
+        check(dest in path.resolve().parents, f"model file name {name!r} leaves the model dir")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+class ChunkDecoder:
+    """One Ray actor: one CTranslate2 translator (one replica, one thread).
+
+    A plain class, wrapped with ``ray.remote`` at run time because Ray is optional. A model that
+    cannot be loaded does not fail the constructor (Ray would report it as a dead actor with a
+    traceback): :meth:`hello` returns the message.
+    """
+
+    def __init__(self, files: dict[str, bytes], decoder_args: dict[str, Any]):
+        self.error: str | None = None
+        self.decoder: TeacherDecoder | None = None
+        tmp = Path(tempfile.mkdtemp(prefix="kdnmt-ray-model-")).resolve()
+        try:
+            write_model_files(files, tmp)
+            self.decoder = TeacherDecoder(tmp, inter_threads=1, **decoder_args)
+        except (KdnmtError, OSError) as exc:
+            self.error = str(exc)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def hello(self) -> dict[str, Any]:
+        """Where this actor runs, with which versions, and whether its model loaded."""
+        import ctranslate2
+
+        return {"host": socket.gethostname(), "kdnmt": __version__,
+                "ctranslate2": ctranslate2.__version__, "error": self.error}
+
+    def decode(self, chunk: int, lines: list[str]) -> tuple[int, list[Hypotheses]]:
+        assert self.decoder is not None, self.error
+        return chunk, self.decoder.decode(lines)
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """A HOST:PORT address answers: Ray itself retries an unreachable one for many minutes."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # "auto", a ray:// client address, or a malformed one: Ray reports it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise KdnmtError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): "
+                         "is `ray start --head` running there, on that port?") from None
+
+
+def _init(ray: Any, address: str | None, actors: int) -> None:
+    """Connect to the cluster at ``address`` (or RAY_ADDRESS), else start a local instance."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        _check_reachable(address)
+    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "logging_level": logging.WARNING}
+    try:
+        if address is None:
+            # "local": a private instance on this machine, even if another one runs here
+            # (Ray would otherwise join the last one started with `ray start`).
+            ray.init(address="local", num_cpus=actors or None, **common)
+        else:
+            ray.init(address=address, **common)
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise KdnmtError(f"cannot connect to {where}: {exc}") from None
+
+
+def _check_actors(ray: Any, pool: list[Any]) -> None:
+    """Every actor loaded the model, with the driver's kdnmt and CTranslate2 versions."""
+    import ctranslate2
+
+    mine = {"kdnmt": __version__, "ctranslate2": ctranslate2.__version__}
+    for info in ray.get([actor.hello.remote() for actor in pool]):
+        check(info["error"] is None, f"a Ray actor on {info['host']}: {info['error']}")
+        theirs = {k: info[k] for k in mine}
+        check(theirs == mine,
+              f"the Ray node {info['host']} runs kdnmt {theirs['kdnmt']} with CTranslate2 "
+              f"{theirs['ctranslate2']}, this machine kdnmt {mine['kdnmt']} with CTranslate2 "
+              f"{mine['ctranslate2']}: install the same versions on every node (the outputs "
+              "would not be identical otherwise)")
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for a Ray failure (a lost node or actor, an actor that could not start): the
+    innermost error of Ray's report, which buries it under tracebacks and colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"\w+(Error|Exception)\b", line)]
+    reason = errors[-1] if errors else (lines[0] if lines else type(exc).__name__)
+    if "No module named" in reason:
+        reason += " (every Ray node needs kdnmt and its dependencies installed)"
+    return (f"decoding on Ray failed: {reason}; the chunks finished so far are kept: "
+            "rerun to resume")
+
+
+def decode_on_ray(model_dir: Path, parts: dict[int, list[str]],
+                  on_chunk: Callable[[int, list[Hypotheses]], None],
+                  decoder_args: dict[str, Any], *, address: str | None = None,
+                  actors: int = 0) -> None:
+    """Decode each chunk of ``parts`` (chunk id -> source lines) on Ray; call ``on_chunk`` on
+    the driver with each chunk's hypotheses as it arrives (in completion order).
+
+    Reuses a Ray connection this process already has; otherwise connects (``address``) or
+    starts a local instance, and shuts that down at the end. Actors are always removed.
+    """
+    if not parts:
+        return
+    ray = import_ray()
+    from ray.exceptions import RayError, RayTaskError
+
+    owned = not ray.is_initialized()
+    if owned:
+        _init(ray, address, actors)
+    pool: list[Any] = []
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        check(cpus >= 1, "the Ray cluster reports no CPU (each actor needs one)")
+        count = actors or cpus
+        check(count <= cpus, f"--ray-actors {count} is more than the {cpus} CPUs of the Ray "
+              "cluster (one CPU per actor)")
+        count = min(count, len(parts))  # each actor loads the model: no idle ones
+        files = ray.put(read_model_files(model_dir))
+        # No restarts: a lost actor fails the run, and a rerun resumes from the chunks written.
+        actor_class = ray.remote(num_cpus=1)(ChunkDecoder)
+        pool = [actor_class.options(scheduling_strategy="SPREAD").remote(files, decoder_args)
+                for _ in range(count)]
+        del files  # the actors hold it while they need it
+        _check_actors(ray, pool)
+        queue = deque(sorted(parts.items()))
+        pending: dict[Any, Any] = {}
+
+        def submit(actor: Any) -> None:
+            if queue:
+                chunk, lines = queue.popleft()
+                pending[actor.decode.remote(chunk, lines)] = actor
+
+        for _ in range(IN_FLIGHT):
+            for actor in pool:
+                submit(actor)
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            actor = pending.pop(ref)
+            chunk, results = ray.get(ref)
+            submit(actor)  # before writing: the actor goes on meanwhile
+            on_chunk(chunk, results)
+    except RayTaskError as exc:
+        if isinstance(exc.cause, KdnmtError):
+            raise KdnmtError(str(exc.cause)) from None
+        raise  # a bug: keep Ray's traceback
+    except RayError as exc:  # a lost node or actor, an unreachable object
+        raise KdnmtError(failure_message(exc)) from None
+    finally:
+        for actor in pool:
+            ray.kill(actor, no_restart=True)
+        if owned:
+            ray.shutdown()
