@@ -171,15 +171,24 @@ def write_teacher_vocab(checked: CheckedTeacher, piece_files: list[Path], dest: 
 
 
 def _copy_as_float32(checkpoint: Path, target: Path) -> bool:
-    """A released teacher stored in float16 is copied into the run in float32, the precision
-    OpenNMT-py trains and kdnmt computes soft targets in. Returns False (nothing written) for
-    a float32 checkpoint, which is copied byte for byte instead."""
+    """A released teacher (float16, without its sinusoidal position tables: see
+    recipes/demo/release_teacher.py) is copied into the run in float32 with the tables rebuilt,
+    the form OpenNMT-py trains in and the CTranslate2 converter reads. Returns False (nothing
+    written) for an ordinary checkpoint, which is copied byte for byte instead."""
     import torch
 
-    from kdnmt.onmt_bridge.checkpoint import cast_floating, has_half_tensors, load_checkpoint, save_checkpoint
+    from kdnmt.onmt_bridge.checkpoint import (
+        cast_floating,
+        has_half_tensors,
+        load_checkpoint,
+        rebuild_position_tables,
+        save_checkpoint,
+    )
 
     loaded = load_checkpoint(checkpoint)
-    if not has_half_tensors(loaded):
+    half = has_half_tensors(loaded)
+    rebuilt = rebuild_position_tables(loaded)
+    if not half and not rebuilt:
         return False
     cast_floating(loaded, torch.float32)
     save_checkpoint(loaded, target)
@@ -212,7 +221,7 @@ def register_teacher(source: TeacherSource, checked: CheckedTeacher, run: RunDir
             with atomic_path(target) as tmp:
                 shutil.copyfile(source.checkpoint, tmp)
         else:
-            info["notes"] = [*checked.notes, "stored in float16: the run holds a float32 copy"]
+            info["notes"] = [*checked.notes, "a released (float16) checkpoint: the run holds a float32 copy"]
         info.update(checkpoint=target.name, checkpoint_sha256=sha256_file(target))
     else:
         shutil.copytree(source.ct2_dir, model_dir / "ct2")  # type: ignore[arg-type]

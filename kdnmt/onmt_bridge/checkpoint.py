@@ -129,16 +129,53 @@ def strip_keys(checkpoint: dict[str, Any], prefix: str) -> bool:
 
 def cast_floating(checkpoint: dict[str, Any], dtype: torch.dtype) -> int:
     """Cast every floating-point tensor of the model and generator to ``dtype`` in place;
-    returns how many changed. Released teachers are stored in float16 (half the bytes to ship);
-    runs and OpenNMT-py's trainer work in float32."""
+    returns how many changed. Tensors that share storage (tied embeddings and generator) stay
+    shared, so the file does not grow by a copy per tie. Released teachers are stored in
+    float16 (half the bytes to ship); runs and OpenNMT-py's trainer work in float32."""
     changed = 0
+    cast: dict[int, torch.Tensor] = {}
     for part in ("model", "generator"):
         tensors = checkpoint.get(part) or {}
         for key, tensor in tensors.items():
             if tensor.is_floating_point() and tensor.dtype != dtype:
-                tensors[key] = tensor.to(dtype)
+                storage = tensor.untyped_storage().data_ptr()
+                if storage not in cast:
+                    cast[storage] = tensor.to(dtype)
+                tensors[key] = cast[storage]
                 changed += 1
     return changed
+
+
+#: The sinusoidal position tables OpenNMT-py keeps as buffers (5,000 x d_model each): pure
+#: functions of the options, so a release leaves them out and adoption rebuilds them.
+_POSITION_TABLES = ("encoder.embeddings.make_embedding.pe.pe",
+                    "decoder.embeddings.make_embedding.pe.pe")
+
+
+def drop_position_tables(checkpoint: dict[str, Any]) -> int:
+    """Remove the sinusoidal position tables (rebuilt by :func:`rebuild_position_tables`)."""
+    dropped = [k for k in _POSITION_TABLES if checkpoint["model"].pop(k, None) is not None]
+    return len(dropped)
+
+
+def rebuild_position_tables(checkpoint: dict[str, Any]) -> int:
+    """Recreate missing position tables with OpenNMT-py's own ``PositionalEncoding`` (the
+    CTranslate2 converter reads them from the checkpoint). Returns how many were rebuilt."""
+    from onmt.modules.embeddings import PositionalEncoding
+
+    opt = checkpoint["opt"]
+    if not getattr(opt, "position_encoding", False):
+        return 0
+    kind = getattr(opt, "position_encoding_type", "SinusoidalInterleaved")
+    rebuilt = 0
+    for key in _POSITION_TABLES:
+        if key in checkpoint["model"]:
+            continue
+        scope = key.split(".", 1)[0]
+        embedding = checkpoint["model"][f"{scope}.embeddings.make_embedding.emb_luts.0.weight"]
+        checkpoint["model"][key] = PositionalEncoding(embedding.shape[1], kind).pe
+        rebuilt += 1
+    return rebuilt
 
 
 def has_half_tensors(checkpoint: dict[str, Any]) -> bool:

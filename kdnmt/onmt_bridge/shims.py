@@ -20,7 +20,10 @@ bridge modules do) before importing it.
 4. Atomic checkpoints. ``ModelSaver._save`` calls ``torch.save(checkpoint, path)`` straight onto
    the final name, so a kill during a save leaves a truncated checkpoint that ``--resume`` would
    pick up. The ``torch`` name inside ``onmt.models.model_saver`` is replaced by a proxy whose
-   ``save`` writes to a temporary file and renames it (:func:`patch_model_saver`).
+   ``save`` writes to a temporary file and renames it (:func:`patch_model_saver`). The same
+   proxy adds the torch random state to each checkpoint, and ``run_training`` restores it and
+   skips the batches already consumed (OpenNMT-py reseeds and rereads its corpus from the top
+   on resume), so a resumed run ends bit-identical to an uninterrupted one.
 5. Logging. OpenNMT-py logs every step to the console, and its data iterator calls
    ``init_logger()`` again at every epoch, which drops the file handler. kdnmt shows its own
    progress, so :func:`log_to_file_only` keeps OpenNMT-py's log in the run directory (warnings
@@ -73,6 +76,10 @@ def install() -> None:
     _installed = True
 
 
+#: Checkpoint key of the torch random state saved with each training checkpoint.
+RNG_STATE_KEY = "kdnmt_rng_state"
+
+
 class _AtomicTorch:
     """Stands in for ``torch`` inside ``onmt.models.model_saver``: atomic ``save``, rest as is."""
 
@@ -84,6 +91,10 @@ class _AtomicTorch:
         if not isinstance(f, str | os.PathLike):
             torch.save(obj, f, *args, **kwargs)
             return
+        if isinstance(obj, dict) and "optim" in obj:
+            # The random state the next update starts from (dropout): resuming restores it,
+            # so a resumed run continues exactly as an uninterrupted one would.
+            obj = {**obj, RNG_STATE_KEY: torch.get_rng_state()}
         directory = os.path.dirname(os.fspath(f)) or "."
         fd, tmp = tempfile.mkstemp(prefix=".kdnmt-tmp-ckpt.", dir=directory)
         os.close(fd)

@@ -126,6 +126,16 @@ def _budgeted(iterator: Any, deadline: float | None, flag: dict[str, bool]) -> I
         yield item
 
 
+def _skip_batches(iterator: Any, count: int) -> Iterator[Any]:
+    """Drop the first ``count`` batches. OpenNMT-py restarts its corpus iterator from the top
+    (same seed, same order) when it resumes from a checkpoint, so a resumed run would train on
+    the first batches again; skipping the ones the checkpoint already consumed gives it the data
+    order of an uninterrupted run (tested in tests/faults/test_kill_resume.py)."""
+    for index, item in enumerate(iterator):
+        if index >= count:
+            yield item
+
+
 def _check_ranks_in_sync(model: Any) -> None:
     """Data-parallel ranks must end with identical parameters (gradients were all-reduced);
     a difference means the KD loss or the data split broke synchronisation."""
@@ -177,6 +187,7 @@ def run_training(
     configure_process(opt, device_id)
     checkpoint, vocabs, transforms_cls = _init_train(opt)
     model_opt = _get_model_opts(opt, checkpoint=checkpoint)
+    rng_state = checkpoint.get(shims.RNG_STATE_KEY) if checkpoint is not None else None
     # Modules kdnmt adds to the student (the hybrid gate) are trained and checkpointed with it,
     # but OpenNMT-py's loader rejects keys it does not know: set them aside, load them after.
     saved_extra: dict[str, dict[str, torch.Tensor]] = {name: {} for name in extra_modules or {}}
@@ -216,8 +227,15 @@ def run_training(
     start_step = optim.training_step
     if opt.train_steps and start_step > opt.train_steps:
         return TrainResult(start_step - 1, False, None)
+    # Every update before start_step consumed accum_count batches (kdnmt never schedules
+    # accum_count, so the first value holds throughout).
+    consumed = (start_step - 1) * opt.accum_count[0]
+    if rng_state is not None and world_size == 1:
+        # Dropout continues from the state the checkpoint was saved with (see shims); with
+        # several ranks each has its own state and rank 0 alone saves: they start afresh.
+        torch.set_rng_state(rng_state)
     trainer.train(
-        _budgeted(train_iter, deadline, flag),
+        _budgeted(_skip_batches(train_iter, consumed), deadline, flag),
         opt.train_steps,
         save_checkpoint_steps=opt.save_checkpoint_steps,
         valid_iter=valid_iter,

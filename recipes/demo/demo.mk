@@ -1,23 +1,37 @@
-# `make demo`: the whole pipeline on the bundled real de-en slice (data/demo/de-en), on CPU:
-# prepare -> train a teacher (time-boxed) -> generate pseudo-targets -> distill a baseline (ce)
-# and a sequence-level KD student (seq) at equal budgets -> eval all three side by side ->
+# `make demo`: the main job on the bundled real de-en slice (data/demo/de-en), on CPU:
+# prepare (adopting the bundled teacher) -> generate its pseudo-targets -> distill a baseline
+# (ce) and a sequence-level KD student (seq) at equal budgets -> eval all three side by side ->
 # export the KD student. Everything lands in runs/demo/; a rerun skips finished steps and
 # resumes an interrupted training.
+#
+# DEMO_TEACHER=bundled (default) adopts data/demo/teacher (trained by kdnmt on the full corpus
+# for ~40 CPU minutes, see data/demo/teacher/README.md); DEMO_TEACHER=train trains a teacher
+# in the run instead, time-boxed to DEMO_TEACHER_MINUTES (weak: see docs/demo.md).
 
 DEMO_RUN ?= runs/demo
 DEMO_DATA ?= data/demo/de-en
+DEMO_TEACHER ?= bundled
+DEMO_TEACHER_DIR ?= data/demo/teacher
 DEMO_VOCAB ?= 4000
 DEMO_TEACHER_MINUTES ?= 10
-DEMO_STUDENT_MINUTES ?= 2.5
+DEMO_STUDENT_MINUTES ?= 5
 KDNMT := $(BIN)/kdnmt
 RESUME_IF_STARTED = $$(test -f $(DEMO_RUN)/models/$(1)/config.yaml && echo --resume)
+ifeq ($(DEMO_TEACHER),bundled)
+DEMO_VOCAB_ARGS := --teacher-checkpoint $(DEMO_TEACHER_DIR)/teacher.pt \
+	--teacher-spm $(DEMO_TEACHER_DIR)/spm.model --teacher-vocab $(DEMO_TEACHER_DIR)/vocab.txt
+else ifeq ($(DEMO_TEACHER),train)
+DEMO_VOCAB_ARGS := --vocab-size $(DEMO_VOCAB)
+else
+$(error DEMO_TEACHER must be bundled or train, not '$(DEMO_TEACHER)')
+endif
 
 .PHONY: demo demo-clean
 
 demo: install
 	@test -f $(DEMO_RUN)/manifest.json || $(KDNMT) prepare --run $(DEMO_RUN) --src de --tgt en \
 		--train $(DEMO_DATA)/train --valid $(DEMO_DATA)/valid --test $(DEMO_DATA)/test \
-		--vocab-size $(DEMO_VOCAB)
+		$(DEMO_VOCAB_ARGS)
 	@test -f $(DEMO_RUN)/models/teacher/model.json || $(KDNMT) train --run $(DEMO_RUN) \
 		--name teacher --preset tiny --config recipes/demo/teacher.yaml --steps 100000 \
 		--max-minutes $(DEMO_TEACHER_MINUTES) $(call RESUME_IF_STARTED,teacher)
@@ -35,3 +49,22 @@ demo: install
 
 demo-clean:
 	rm -rf $(DEMO_RUN)
+
+# Rebuild the bundled teacher (needs ../shared/data/de-en and ~40 minutes on 2 CPU cores): the
+# same data, configuration and number of updates as the released one, then the release itself.
+SHARED_DATA ?= ../shared/data/de-en
+BUNDLED_TEACHER_RUN ?= runs/demo-teacher
+BUNDLED_TEACHER_STEPS ?= 2622
+
+.PHONY: demo-bundled-teacher
+demo-bundled-teacher: install
+	@test -f $(BUNDLED_TEACHER_RUN)/manifest.json || $(KDNMT) prepare --run $(BUNDLED_TEACHER_RUN) \
+		--src de --tgt en --train $(SHARED_DATA)/train --valid $(DEMO_DATA)/valid \
+		--test $(DEMO_DATA)/test --vocab-size $(DEMO_VOCAB)
+	@test -f $(BUNDLED_TEACHER_RUN)/models/teacher/model.json || $(KDNMT) train \
+		--run $(BUNDLED_TEACHER_RUN) --name teacher --preset tiny \
+		--config recipes/demo/bundled-teacher.yaml --steps $(BUNDLED_TEACHER_STEPS) \
+		$$(test -f $(BUNDLED_TEACHER_RUN)/models/teacher/config.yaml && echo --resume)
+	$(KDNMT) eval --run $(BUNDLED_TEACHER_RUN) --models teacher --beam 1,5
+	$(BIN)/python recipes/demo/release_teacher.py --run $(BUNDLED_TEACHER_RUN) --model teacher \
+		--out $(DEMO_TEACHER_DIR)

@@ -3,8 +3,10 @@ SentencePiece model and vocabulary, so `prepare --teacher-checkpoint` can adopt 
 
     python recipes/demo/release_teacher.py --run RUN --model teacher --out data/demo/teacher
 
-Why float16: the demo teacher ships inside the repository, and half precision halves its size
-at no cost in BLEU (kdnmt adopts it back into float32; see docs/demo.md for the figures).
+Why: the demo teacher ships inside the repository. Half precision halves its size, tied
+embeddings are stored once, and the sinusoidal position tables (pure functions of the options)
+are left out; `prepare` adopts it back into float32 with the tables rebuilt. The BLEU of the
+adopted teacher is measured in docs/demo.md.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from pathlib import Path
 import torch
 
 from kdnmt.models import checkpoint_path, load_model_info
-from kdnmt.onmt_bridge.checkpoint import cast_floating, load_checkpoint, save_checkpoint
+from kdnmt.onmt_bridge.checkpoint import (
+    cast_floating,
+    drop_position_tables,
+    load_checkpoint,
+    save_checkpoint,
+)
 from kdnmt.rundir import RunDir
 
 
@@ -33,6 +40,7 @@ def main() -> None:
     checkpoint = load_checkpoint(checkpoint_path(run, info))
     checkpoint.pop("optim", None)
     cast_floating(checkpoint, torch.float16)
+    drop_position_tables(checkpoint)
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(checkpoint, args.out / "teacher.pt")
     shutil.copyfile(run.spm_model, args.out / "spm.model")

@@ -433,3 +433,32 @@ def test_generate_removes_shards_left_after_the_store_was_published(
         assert_same_tree(_generated(work), _generated(setup.uninterrupted))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------ resume = uninterrupted
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_resumed_training_ends_as_an_uninterrupted_run(dropout: float, prepared_run: Path,
+                                                       tmp_path: Path) -> None:
+    """OpenNMT-py restarts its corpus iterator from the top and reseeds on resume; kdnmt skips
+    the batches the checkpoint already consumed and restores the random state saved with it.
+    Stopping at step 10 and resuming must then end bit-identical to never stopping, with and
+    without dropout (training the first batches again, or other dropout masks, would not)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {**TINY_MODEL, "dropout": dropout, "attention_dropout": dropout},
+        "training": {**TINY_TRAINING, "keep_checkpoint": -1}}))
+    args = ("--name", "m", "--preset", "tiny", "--config", config, "--steps", 20)
+    straight = tmp_path / "straight"
+    shutil.copytree(prepared_run, straight)
+    assert run_cli("train", "--run", straight, *args).exit_code == 0
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    model_dir = resumed / "models" / "m"
+    (model_dir / "model.json").unlink()
+    (model_dir / "model_step_20.pt").unlink()
+    result = run_cli("train", "--run", resumed, *args, "--resume")
+    assert result.exit_code == 0, result.output
+    assert_same_state(load_checkpoint(model_dir / "model_step_20.pt"),
+                      load_checkpoint(straight / "models" / "m" / "model_step_20.pt"),
+                      f"resumed at step 10 (dropout {dropout})")

@@ -172,9 +172,19 @@ def test_released_float16_teacher_is_adopted_in_float32(trained_run, corpus, tmp
     assert result.exit_code == 0, result.output
     info = json.loads((run / "models" / "teacher" / "model.json").read_text())
     assert any("float16" in note for note in info["notes"])
+    # the release stores tied weights once and leaves out the sinusoidal position tables...
+    assert not any(k.endswith(".pe.pe") for k in shipped["model"])
+    tied = shipped["model"]["encoder.embeddings.make_embedding.emb_luts.0.weight"]
+    assert shipped["generator"]["weight"].untyped_storage().data_ptr() == \
+        tied.untyped_storage().data_ptr()
+    # ...and adoption rebuilds them exactly as OpenNMT-py made them, in float32
+    original = load_checkpoint(trained_run / "models" / "teacher" / "model_step_40.pt")
     adopted = load_checkpoint(run / "models" / "teacher" / "teacher.pt")
+    assert adopted["model"].keys() == original["model"].keys()
     for key, tensor in adopted["model"].items():
-        if tensor.is_floating_point():
-            assert tensor.dtype == torch.float32
-            assert torch.equal(tensor, shipped["model"][key].float())
+        if not tensor.is_floating_point():
+            continue
+        assert tensor.dtype == torch.float32
+        expected = original["model"][key] if key.endswith(".pe.pe") else shipped["model"][key].float()
+        assert torch.equal(tensor, expected), key
     assert run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1").exit_code == 0
