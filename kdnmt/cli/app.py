@@ -54,4 +54,25 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """The `kdnmt` entry point. A usage error (an unknown option, ``--steps many``) is bad input
+    like any other: one ``error:`` line naming the command and exit code 1, instead of Click's
+    boxed usage message and exit code 2 (``kdnmt COMMAND --help`` shows the usage)."""
+    import sys
+
+    from rich.markup import escape
+
+    from kdnmt.cli.common import err_console
+
+    # Typer vendors its own Click; its UsageError is reached through the public BadParameter.
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    try:
+        result = app(standalone_mode=False)
+    except usage_error as exc:  # type: ignore[misc]
+        where = exc.ctx.command_path if exc.ctx is not None else "kdnmt"
+        err_console.print(f"[bold red]error:[/] {escape(where)}: {escape(exc.format_message())} "
+                          f"(see {escape(where)} --help)", soft_wrap=True)
+        sys.exit(1)
+    except typer.Abort:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -138,3 +138,20 @@ def test_a_failed_checkpoint_save_is_an_oserror_naming_the_checkpoint(tmp_path: 
     assert result.stdout.split() == [str(errno.EFBIG), str(tmp_path / "model_step_10.pt")], \
         result.stderr
     assert not temp_files(tmp_path) and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("train", "--run", "r", "--steps", "many"), "Invalid value for '--steps'"),
+    (("distill", "--bogus"), "No such option: --bogus"),
+    (("nosuchcommand",), "No such command"),
+    (("prepare",), "Missing option '--run'"),
+])
+def test_usage_errors_are_one_line_and_exit_1(args: tuple[str, ...], needle: str) -> None:
+    """A wrong type or unknown option on the command line is bad input like any other: one
+    error line naming the command, exit code 1 (not Click's boxed usage and exit code 2)."""
+    from tests.faults.helpers import assert_one_error_line, kdnmt, run
+
+    result = run(kdnmt(*args), timeout=60)
+    assert result.returncode == 1, result.stderr
+    line = assert_one_error_line(result.stderr, needle)
+    assert "--help" in line and "Traceback" not in result.stderr
