@@ -244,8 +244,9 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
                 value = gate_spec.value(self.current_step(), total_steps)
                 gate = torch.full((batch_size,), value)
             loss = hybrid(token_loss, sentence_loss, gate)
-            running.add({"gate_mean": float(gate.mean()),
-                         "gate_std": float(gate.std()) if batch_size > 1 else 0.0})
+            logged = gate.detach()
+            running.add({"gate_mean": float(logged.mean()),
+                         "gate_std": float(logged.std()) if batch_size > 1 else 0.0})
             stats = self._stats(len(batch["srclen"]), loss.item(), scores.view(-1, vocab_size),
                                 target.reshape(-1))
             return loss, stats
