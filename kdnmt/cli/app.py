@@ -15,6 +15,7 @@ from kdnmt.cli.export import export_command
 from kdnmt.cli.generate import generate_command
 from kdnmt.cli.noise import noise_command
 from kdnmt.cli.prepare import prepare_command
+from kdnmt.cli.study import study_command
 from kdnmt.cli.train import train_command
 from kdnmt.cli.translate import translate_command
 
@@ -37,6 +38,7 @@ app.command("export")(export_command)
 app.command("translate")(translate_command)
 app.command("eval")(eval_command)
 app.command("doctor")(doctor_command)
+app.command("study")(study_command)
 
 
 def _version(value: bool) -> None:
