@@ -63,6 +63,8 @@ class DistillOptions:
     hparams: dict[str, float] = field(default_factory=dict)
     gate: str = "learned"
     world_size: int = 1
+    device: str = "cpu"
+    init_from: str | None = None
 
 
 def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, float]]:
@@ -226,7 +228,8 @@ def distill(opts: DistillOptions, **callbacks: Callable[..., Any]) -> dict[str, 
     train_opts = TrainOptions(run=plan.run.root, name=opts.name, preset=opts.preset,
                               config_file=opts.config_file, steps=opts.steps,
                               max_minutes=opts.max_minutes, resume=opts.resume, force=opts.force,
-                              role="student", world_size=opts.world_size)
+                              role="student", world_size=opts.world_size,
+                              device=opts.device, init_from=opts.init_from)
     return train(train_opts, loss_factory=loss_factory, extra_info=plan.extra,
                  extra_stats=extra_stats, data=plan.files, extra_modules=extra_modules,
                  rank_setup=setup, **callbacks)

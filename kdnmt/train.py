@@ -8,6 +8,7 @@ checkpoint, step, parameter count and checksums.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from kdnmt.config import TrainConfig, config_from_dict, config_to_yaml, resolve_
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import remove_stale_temps, sha256_file, write_json, write_text
 from kdnmt.rundir import RunDir
+
+#: The record of a warm start (``--init-from``) inside the model directory.
+INIT_RECORD = "init_from.json"
 
 
 @dataclass
@@ -34,6 +38,8 @@ class TrainOptions:
     force: bool = False
     role: str = "teacher"
     world_size: int = 1
+    device: str = "cpu"
+    init_from: str | None = None  # a model of the same run to warm-start from (its weights)
 
 
 def _overrides(opts: TrainOptions) -> dict[str, Any]:
@@ -82,6 +88,51 @@ def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Pat
     return config, None
 
 
+def _init_source(run: RunDir, manifest: dict[str, Any],
+                 opts: TrainOptions) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint and record of ``--init-from MODEL`` (a finished model of this run, so
+    its vocabulary is the run's), or (None, None). A resumed run takes the model its
+    ``init_from.json`` names (it needs it when no checkpoint of its own was saved yet)."""
+    from kdnmt.models import checkpoint_path, load_model_info
+
+    name = opts.init_from
+    record_path = run.model_dir(opts.name) / INIT_RECORD
+    if opts.resume:
+        check(name is None, "--init-from starts a new model; --resume continues one from its "
+                            "own checkpoint (give one of them)")
+        if not record_path.is_file():
+            return None, None
+        name = json.loads(record_path.read_text(encoding="utf-8"))["name"]
+    if name is None:
+        return None, None
+    check(name != opts.name, f"--init-from {name}: a model cannot start from itself")
+    source = load_model_info(run, name)
+    check(source.get("vocab_sha256") == manifest["vocab"]["sha256"],
+          f"--init-from {name}: that model has another vocabulary than run {run.root}")
+    check(not source.get("ct2_only"),
+          f"--init-from {name}: a CTranslate2-only model has no PyTorch weights")
+    path = checkpoint_path(run, source)
+    return path, {"name": name, "checkpoint_sha256": source["checkpoint_sha256"],
+                  "step": source.get("step"), "model": (source.get("config") or {}).get("model")}
+
+
+#: The model settings that fix tensor shapes (dropout does not).
+SHAPE_SETTINGS = ("enc_layers", "dec_layers", "hidden_size", "ff_size", "heads")
+
+
+def _check_init_shape(init_info: dict[str, Any], config: TrainConfig) -> None:
+    """Refuse a warm start from another architecture before anything is written (the weight
+    copy checks every tensor again, for sources without a kdnmt config: adopted teachers)."""
+    source = init_info.pop("model", None)
+    if not source:
+        return
+    for key in SHAPE_SETTINGS:
+        here = getattr(config.model, key)
+        check(source.get(key) == here,
+              f"--init-from {init_info['name']} has another architecture: model.{key} is "
+              f"{source.get(key)} there, {here} here (use the same preset and model settings)")
+
+
 def _check_trainable(onmt_opts: dict[str, Any], max_length: int) -> None:
     """OpenNMT-py crashes on an empty bucket when every pair is over max_length; say so."""
     corpus = onmt_opts["data"]["corpus_1"]
@@ -112,6 +163,7 @@ def train(
         list_checkpoints,
         load_checkpoint,
     )
+    from kdnmt.onmt_bridge.devices import check_device
     from kdnmt.onmt_bridge.options import (
         onmt_train_options,
         parse_train_options,
@@ -125,11 +177,19 @@ def train(
     check(opts.world_size == 1 or not opts.max_minutes,
           "--max-minutes cannot be combined with --world-size > 1 (the ranks would stop at "
           "different steps): give --steps")
+    check_device(opts.device, opts.world_size)
+    init_checkpoint, init_info = _init_source(run, manifest, opts)
     config, train_from = prepare_model_dir(run, opts)
+    if init_info is not None:
+        _check_init_shape(init_info, config)
     src, tgt = manifest["src"], manifest["tgt"]
     model_dir = run.model_dir(opts.name)
     model_dir.mkdir(parents=True, exist_ok=True)
     write_text(model_dir / "config.yaml", config_to_yaml(config))
+    # Where a warm-started model began, kept beside its config so a resumed run records it too.
+    init_record = model_dir / INIT_RECORD
+    if init_info is not None:
+        write_json(init_record, init_info)
     onmt_opts = onmt_train_options(
         config,
         train_src=data[0] if data else run.pieces("train", src),
@@ -137,7 +197,7 @@ def train(
         valid_src=run.pieces("valid", src), valid_tgt=run.pieces("valid", tgt),
         vocab=run.vocab, vocab_entries=int(manifest["vocab"]["entries"]),
         model_dir=model_dir, train_pairs=int(manifest["splits"]["train"]["kept"]),
-        train_from=train_from,
+        train_from=train_from, device=opts.device, world_size=opts.world_size,
     )
     _check_trainable(onmt_opts, config.training.max_length)
     onmt_yaml = model_dir / "onmt.yaml"
@@ -150,6 +210,9 @@ def train(
         start_step = checkpoint_step(train_from)
     on_start(config, start_step)
     stats_csv = model_dir / "kd_stats.csv"
+    # A warm start applies to a fresh run only: a resumed one continues its own checkpoint.
+    training: dict[str, Any] = {"device": opts.device, "init_from": (
+        str(init_checkpoint) if init_checkpoint is not None and train_from is None else None)}
 
     def report(r: Any) -> None:
         if r.extra:  # method figures (gate mean/spread, hard tokens, UNC...) over training
@@ -167,13 +230,13 @@ def train(
     if opts.world_size > 1:
         from kdnmt.onmt_bridge.distributed import run_data_parallel
 
-        result = run_data_parallel(opt, opts.world_size, rank_setup, on_report=report,
-                                   on_valid=on_valid)
+        result = run_data_parallel(opt, opts.world_size, rank_setup, training=training,
+                                   on_report=report, on_valid=on_valid)
     else:
         result = run_training(opt, on_report=report, on_valid=on_valid,
                               max_seconds=config.training.max_minutes * 60,
                               loss_factory=loss_factory, extra_stats=extra_stats,
-                              extra_modules=extra_modules)
+                              extra_modules=extra_modules, **training)
     checkpoints = list_checkpoints(model_dir)
     check(checkpoints, f"training of '{opts.name}' saved no checkpoint")
     final = checkpoints[-1]
@@ -188,6 +251,7 @@ def train(
         "target_steps": config.training.steps,
         "stopped_by_time_budget": result.stopped_by_budget,
         "world_size": opts.world_size,
+        "device": opts.device,
         "parameters": count_parameters(checkpoint),
         "spm_sha256": manifest["sentencepiece"]["sha256"],
         "vocab_sha256": manifest["vocab"]["sha256"],
@@ -199,6 +263,8 @@ def train(
         info["valid"] = {"step": result.last_valid.step, "loss": result.last_valid.loss,
                          "accuracy": result.last_valid.accuracy,
                          "perplexity": result.last_valid.perplexity}
+    if init_info is not None:
+        info["init_from"] = init_info
     if extra_info:
         info.update(extra_info)
     write_json(run.model_info_path(opts.name), info)

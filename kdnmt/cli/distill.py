@@ -29,7 +29,12 @@ def distill_command(
     config: Annotated[Path | None, typer.Option(help="YAML overriding the preset.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
     world_size: Annotated[int, typer.Option(
-        help="Data-parallel CPU processes (gloo); 1 = this process only.")] = 1,
+        help="Data-parallel processes (CPU: gloo; cuda: one GPU each, NCCL); 1 = this "
+             "process only.")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, or cuda (GPU ranks 0..N-1).")] = "cpu",
+    init_from: Annotated[str | None, typer.Option(
+        help="Warm start: begin with the weights of this finished model of the run (same "
+             "architecture); optimizer and step start afresh.")] = None,
     force: Annotated[bool, typer.Option(help="Delete an existing student of this name.")] = False,
     alpha: Annotated[float | None, typer.Option(
         help="word/seq+word: KD weight; atkd: easy-token weight.")] = None,
@@ -45,15 +50,17 @@ def distill_command(
     """Train a student with a knowledge-distillation method (see docs/distill.md)."""
     from kdnmt.config import preset_config
     from kdnmt.distill import DistillOptions, check_method, distill
+    from kdnmt.onmt_bridge.devices import check_device
 
-    preset_config(preset)
+    preset_config(preset)  # an unknown preset fails before anything else
+    check_device(device, world_size)  # so does a device this machine lacks
     given = {"alpha": alpha, "temperature": temperature, "label_smoothing": label_smoothing,
              "lam": lam, "beta": beta, "threshold": threshold, "hard_ratio": hard_ratio}
     opts = DistillOptions(run=run, name=name, method=method, preset=preset, teacher=teacher,
                           teacher_mode=teacher_mode, steps=steps, max_minutes=max_minutes,
                           config_file=config, resume=resume, force=force,
                           hparams={k: v for k, v in given.items() if v is not None}, gate=gate,
-                          world_size=world_size)
+                          world_size=world_size, device=device, init_from=init_from)
     check_method(opts)  # bad method options fail before the progress display starts
     info = run_with_progress(partial(distill, opts), f"distill {name} ({method})")
     if info.get("teacher_mode"):

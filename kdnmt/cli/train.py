@@ -68,18 +68,25 @@ def train_command(
         help="YAML with `model:` and `training:` keys overriding the preset.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
     world_size: Annotated[int, typer.Option(
-        help="Data-parallel CPU processes (gloo); 1 = this process only.")] = 1,
+        help="Data-parallel processes (CPU: gloo; cuda: one GPU each, NCCL); 1 = this "
+             "process only.")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, or cuda (GPU ranks 0..N-1).")] = "cpu",
+    init_from: Annotated[str | None, typer.Option(
+        help="Warm start: begin with the weights of this finished model of the run (same "
+             "architecture); optimizer and step start afresh.")] = None,
     force: Annotated[bool, typer.Option(help="Delete an existing model of this name first.")] = False,
 ) -> None:
     """Train a transformer (teacher or baseline student) with OpenNMT-py's trainer."""
     from functools import partial
 
     from kdnmt.config import preset_config
+    from kdnmt.onmt_bridge.devices import check_device
     from kdnmt.train import TrainOptions, train
 
     preset_config(preset)  # an unknown preset fails before anything else
+    check_device(device, world_size)  # so does a device this machine lacks
     role = "teacher" if name.startswith("teacher") else "student"
     opts = TrainOptions(run=run, name=name, preset=preset, config_file=config, steps=steps,
                         max_minutes=max_minutes, resume=resume, force=force, role=role,
-                        world_size=world_size)
+                        world_size=world_size, device=device, init_from=init_from)
     run_with_progress(partial(train, opts), f"train {name}")

@@ -191,3 +191,41 @@ def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
 
     with atomic_path(Path(path)) as tmp:
         torch.save(checkpoint, tmp)
+
+
+def load_initial_weights(model: torch.nn.Module, path: Path,
+                         skip_prefixes: tuple[str, ...] = ()) -> int:
+    """Copy the weights of checkpoint ``path`` into a freshly built ``model`` (a warm start:
+    ``--init-from``); returns how many tensors were copied.
+
+    Why not OpenNMT-py's ``train_from`` with ``reset_optim: all``: it builds the model from the
+    *checkpoint's* options, so a student asked for with another shape would silently get the
+    old one. Here the new run keeps its own configuration and every tensor must match it in
+    name and shape, or the error says which one does not. Training-only modules of the source
+    (``skip_prefixes``, e.g. the hybrid gate) are left out; the optimizer, step counter and
+    RNG state start afresh.
+    """
+    checkpoint = load_checkpoint(path)
+    source = {f"model:{k}": v for k, v in checkpoint["model"].items()
+              if not k.startswith(skip_prefixes)}
+    source.update({f"generator:{k}": v for k, v in (checkpoint.get("generator") or {}).items()})
+    target = {f"model:{k}": v for k, v in model.state_dict().items()
+              if not k.startswith(("generator.", *skip_prefixes))}
+    target.update({f"generator:{k[len('generator.'):]}": v
+                   for k, v in model.state_dict().items() if k.startswith("generator.")})
+    missing = sorted(set(target) - set(source) - {k for k in target if k.endswith(".pe.pe")})
+    check(not missing, f"--init-from {path} lacks {len(missing)} tensor(s) of this model, "
+                       f"e.g. {missing[0].split(':', 1)[1] if missing else ''}: another architecture")
+    for key, tensor in target.items():
+        if key in source and tuple(source[key].shape) != tuple(tensor.shape):
+            raise KdnmtError(
+                f"--init-from {path} has another architecture: {key.split(':', 1)[1]} is "
+                f"{tuple(source[key].shape)} there, {tuple(tensor.shape)} in this model "
+                "(use the same preset and model settings)")
+    copied = 0
+    with torch.no_grad():
+        for key, tensor in target.items():
+            if key in source:
+                tensor.copy_(source[key].to(tensor.dtype))
+                copied += 1
+    return copied

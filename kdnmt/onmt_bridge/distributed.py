@@ -1,11 +1,12 @@
-"""Data-parallel training on CPU: N processes, gloo, OpenNMT-py's own gradient all-reduce.
+"""Data-parallel training: N processes, OpenNMT-py's own gradient all-reduce.
 
 OpenNMT-py's multi-process training assumes one GPU per process (NCCL, ``torch.cuda`` byte
-buffers in ``all_gather_list``). kdnmt runs its ranks on CPU: rank 0 in this process (so the
-progress display works), ranks 1..N-1 spawned; each builds its own loss (a KD loss holds a
-store or a frozen teacher, which cannot be pickled) from a picklable ``setup`` callable.
-``all_gather_list`` is replaced by a gloo-safe version (shim), and the trainer's ranks are set
-by :func:`kdnmt.onmt_bridge.training.run_training`. Checkpoints are written by rank 0.
+buffers in ``all_gather_list``). kdnmt runs its ranks on CPU (gloo) by default, or one per GPU
+(``device="cuda"``, NCCL): rank 0 in this process (so the progress display works), ranks
+1..N-1 spawned; each builds its own loss (a KD loss holds a store or a frozen teacher, which
+cannot be pickled) from a picklable ``setup`` callable. ``all_gather_list`` is replaced by a
+version over ``all_gather_object`` (shim; works on both backends), and the trainer's ranks are
+set by :func:`kdnmt.onmt_bridge.training.run_training`. Checkpoints are written by rank 0.
 """
 
 from __future__ import annotations
@@ -54,19 +55,24 @@ def _child_rank(*args: Any) -> None:
 
 
 def _rank_main(rank: int, world_size: int, port: int, opt: argparse.Namespace,
-               setup: RankSetup | None, callbacks: dict[str, Any] | None) -> Any:
+               setup: RankSetup | None, callbacks: dict[str, Any] | None,
+               training: dict[str, Any]) -> Any:
+    from kdnmt.onmt_bridge.devices import backend
     from kdnmt.onmt_bridge.training import run_training
 
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
+    device = training.get("device", "cpu")
+    if device == "cuda":
+        torch.cuda.set_device(rank)
+    torch.distributed.init_process_group(backend(device), rank=rank, world_size=world_size)
     try:
         patch_all_gather_list()
         loss_factory, extra_stats, extra_modules = setup() if setup else (None, None, None)
         result = run_training(opt, loss_factory=loss_factory, extra_stats=extra_stats,
                               extra_modules=extra_modules, rank=rank, world_size=world_size,
-                              **(callbacks or {}))
+                              **training, **(callbacks or {}))
         # Every rank is done before any closes its connections (gloo aborts otherwise).
         torch.distributed.barrier()
         return result
@@ -75,17 +81,20 @@ def _rank_main(rank: int, world_size: int, port: int, opt: argparse.Namespace,
 
 
 def run_data_parallel(opt: argparse.Namespace, world_size: int, setup: RankSetup | None,
-                      **callbacks: Any) -> Any:
-    """Train with ``world_size`` CPU processes; returns rank 0's result."""
+                      training: dict[str, Any] | None = None, **callbacks: Any) -> Any:
+    """Train with ``world_size`` processes; returns rank 0's result. ``training`` holds the
+    keyword arguments of :func:`run_training` every rank gets (``device``, ``init_from``)."""
+    training = training or {}
     port = _free_port()
     context = torch.multiprocessing.get_context("spawn")
     children = [context.Process(target=_child_rank,
-                                args=(rank, world_size, port, opt, setup, None), daemon=True)
+                                args=(rank, world_size, port, opt, setup, None, training),
+                                daemon=True)
                 for rank in range(1, world_size)]
     for child in children:
         child.start()
     try:
-        result = _rank_main(0, world_size, port, opt, setup, callbacks)
+        result = _rank_main(0, world_size, port, opt, setup, callbacks, training)
     except BaseException:
         for child in children:
             child.terminate()

@@ -95,7 +95,7 @@ def _store_rows(store: Any, batch: dict[str, Any], mask: torch.Tensor
             )
         ids[b, :n] = torch.from_numpy(row_ids.astype("int64"))
         logprobs[b, :n] = torch.from_numpy(row_lp.astype("float32"))
-    return ids, logprobs
+    return ids.to(mask.device), logprobs.to(mask.device)
 
 
 def _dense(ids: torch.Tensor, logprobs: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -103,7 +103,7 @@ def _dense(ids: torch.Tensor, logprobs: torch.Tensor, vocab_size: int) -> torch.
     from kdnmt.losses import topk_to_logprobs
 
     flat_ids, flat_lp = ids.reshape(-1, ids.shape[-1]), logprobs.reshape(-1, ids.shape[-1])
-    dense = torch.full((flat_ids.shape[0], vocab_size), float("-inf"))
+    dense = torch.full((flat_ids.shape[0], vocab_size), float("-inf"), device=ids.device)
     keep = (flat_ids >= 0).any(dim=1)
     if keep.any():
         dense[keep] = topk_to_logprobs(flat_ids[keep], flat_lp[keep], vocab_size)
@@ -123,6 +123,12 @@ def _build_loss(cls: type, opt: argparse.Namespace, model: Any, vocabs: dict[str
 
     base = LossCompute.from_opts(opt, model, vocabs["tgt"])
     return cls(base.criterion, base.generator, tgt_shift_index=1, vocab=vocabs["tgt"])
+
+
+def _teacher_on_device_of(teacher: TeacherSource, model: Any) -> None:
+    """An online teacher computes where the student does (CPU, or the rank's GPU)."""
+    if teacher.frozen is not None:
+        teacher.frozen.model.to(next(model.parameters()).device)
 
 
 def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSource,
@@ -168,6 +174,7 @@ def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSour
             return loss, stats
 
     def factory(opt: argparse.Namespace, model: Any, vocabs: dict[str, Any]) -> Any:
+        _teacher_on_device_of(teacher, model)
         return _build_loss(KDLossCompute, opt, model, vocabs)
 
     return factory
@@ -218,7 +225,8 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
                 ids, lp = _store_rows(teacher.store, batch, mask)
                 rows = word_kd_topk_rows(scores[mask].float(), ids[mask], lp[mask],
                                          target[mask], **hparams)
-                sentence_of = torch.arange(batch_size)[:, None].expand_as(mask)[mask]
+                sentence_of = torch.arange(batch_size, device=mask.device)[:, None]
+                sentence_of = sentence_of.expand_as(mask)[mask]
                 token_loss = rows.new_zeros(batch_size).index_add(0, sentence_of, rows)
             else:
                 t = _online_logprobs(teacher.frozen, batch)
@@ -228,7 +236,7 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
                     for b in range(batch_size)])
             # Second pass: the same sources, the teacher's pseudo-targets.
             pseudo = self.pseudo.batch(batch["cid_line_number"], self.bos, self.eos,
-                                       self.padding_idx)
+                                       self.padding_idx).to(scores.device)
             enc_out, enc_final_hs, src_len = model.encoder(batch["src"], batch["srclen"])
             model.decoder.init_state(batch["src"], enc_out, enc_final_hs)
             dec_out, _ = model.decoder(pseudo[:, :-1, :], enc_out, src_len=src_len)
@@ -242,7 +250,7 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
                 gate = model.kd_gate(enc_out, src_len)
             else:
                 value = gate_spec.value(self.current_step(), total_steps)
-                gate = torch.full((batch_size,), value)
+                gate = torch.full((batch_size,), value, device=scores.device)
             loss = hybrid(token_loss, sentence_loss, gate)
             logged = gate.detach()
             running.add({"gate_mean": float(logged.mean()),
@@ -252,6 +260,7 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
             return loss, stats
 
     def factory(opt: argparse.Namespace, model: Any, vocabs: dict[str, Any]) -> Any:
+        _teacher_on_device_of(teacher, model)
         loss = _build_loss(HybridLossCompute, opt, model, vocabs)
         loss.__dict__["student"] = model  # a reference, not a registered submodule
         loss.pseudo = PseudoTargets(pseudo_lines, vocabs["tgt"])

@@ -42,8 +42,15 @@ def onmt_train_options(
     model_dir: Path,
     train_pairs: int,
     train_from: Path | None = None,
+    device: str = "cpu",
+    world_size: int = 1,
 ) -> dict[str, Any]:
-    """The OpenNMT-py option dictionary for one training run."""
+    """The OpenNMT-py option dictionary for one training run.
+
+    On ``cuda``, ``world_size`` and ``gpu_ranks`` are OpenNMT-py's own (one GPU per rank:
+    its trainer then all-reduces over NCCL); on the CPU they stay 1 and empty, because
+    OpenNMT-py reads ``gpu_ranks`` as "use CUDA" and kdnmt sets the CPU ranks itself.
+    """
     m, t = config.model, config.training
     opts: dict[str, Any] = {
         "save_data": str(model_dir / "onmt"),
@@ -100,8 +107,8 @@ def onmt_train_options(
         "num_workers": t.num_workers,
         "bucket_size": bucket_size_for(train_pairs),
         "log_file": str(model_dir / "train.log"),
-        "world_size": 1,
-        "gpu_ranks": [],
+        "world_size": world_size if device == "cuda" else 1,
+        "gpu_ranks": list(range(world_size)) if device == "cuda" else [],
     }
     if train_from is not None:
         opts["train_from"] = str(train_from)

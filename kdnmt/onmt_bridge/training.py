@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -164,12 +165,17 @@ def run_training(
     extra_modules: dict[str, Callable[[Any], Any]] | None = None,
     rank: int = 0,
     world_size: int = 1,
+    init_from: str | None = None,
+    device: str = "cpu",
 ) -> TrainResult:
-    """Train on CPU (device -1) as ``onmt_train`` would; see the module docstring.
+    """Train as ``onmt_train`` would, on the CPU (OpenNMT-py's device -1) or, with
+    ``device="cuda"``, on GPU ``rank``; see the module docstring.
 
     With ``world_size > 1`` this is one rank of data-parallel training (see
     :mod:`.distributed`): it reads every ``world_size``-th example from ``rank`` on, and
     OpenNMT-py's trainer all-reduces gradients and statistics over the process group.
+    ``init_from`` (a checkpoint path) warm-starts a fresh run from another model's weights
+    (:func:`.checkpoint.load_initial_weights`).
     """
     from onmt.constants import CorpusTask
     from onmt.inputters.dynamic_iterator import build_dynamic_dataset_iter
@@ -182,7 +188,9 @@ def run_training(
     shims.patch_model_saver()
     shims.patch_empty_buckets()
     shims.patch_corpus_striding()
-    device_id = -1
+    from kdnmt.onmt_bridge.devices import device_id as device_id_of
+
+    device_id = device_id_of(device, rank)
     shims.log_to_file_only(opt.log_file if rank == 0 else f"{opt.log_file}.rank{rank}")
     configure_process(opt, device_id)
     checkpoint, vocabs, transforms_cls = _init_train(opt)
@@ -197,8 +205,14 @@ def run_training(
                 if key.startswith(name + "."):
                     saved_extra[name][key[len(name) + 1:]] = checkpoint["model"].pop(key)
     model = build_model(model_opt, opt, vocabs, checkpoint, device_id)
+    if init_from is not None and checkpoint is None:
+        from kdnmt.gate import GATE_PREFIX
+        from kdnmt.onmt_bridge.checkpoint import load_initial_weights
+
+        # The source's hybrid gate (if any) is training-only: never carried over.
+        load_initial_weights(model, Path(init_from), skip_prefixes=(GATE_PREFIX,))
     for name, make in (extra_modules or {}).items():
-        module = make(model)
+        module = make(model).to(next(model.parameters()).device)
         if saved_extra[name]:
             module.load_state_dict(saved_extra[name])
         model.add_module(name, module)
@@ -206,7 +220,7 @@ def run_training(
     del checkpoint
     model_saver = build_model_saver(model_opt, opt, model, vocabs, optim, device_id)
     trainer = build_trainer(opt, device_id, model, vocabs, optim, model_saver=model_saver)
-    if world_size > 1:
+    if world_size > 1 and device_id < 0:
         # build_trainer assumes GPUs for data parallelism; on CPU (gloo) we set the ranks.
         trainer.n_gpu, trainer.gpu_rank, trainer.parallel_mode = world_size, rank, "data_parallel"
     report_manager = _report_manager_class()(opt.report_every, on_report, on_valid,

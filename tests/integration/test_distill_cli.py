@@ -139,6 +139,10 @@ def test_divergence_stops_with_a_clear_message(kd_run: Path, tmp_path: Path) -> 
     (("--method", "seq", "--alpha", "0.5"), "--alpha does not apply to method 'seq'"),
     (("--method", "word", "--teacher", "nobody"), "unknown model 'nobody'"),
     (("--method", "word", "--teacher-mode", "magic"), "--teacher-mode"),
+    (("--method", "word", "--device", "tpu"), "--device must be one of cpu, cuda"),
+    (("--method", "word", "--init-from", "nobody"), "unknown model 'nobody'"),
+    (("--method", "word", "--init-from", "bad"), "cannot start from itself"),
+    (("--method", "word", "--init-from", "teacher", "--resume"), "--init-from starts a new"),
 ])
 def test_bad_distill_arguments(kd_run: Path, args, needle) -> None:
     assert_clean_error(run_cli("distill", "--run", kd_run, "--name", "bad", *args), needle)
@@ -252,3 +256,60 @@ def test_two_process_data_parallel(kd_run: Path, student_config: Path) -> None:
     assert_clean_error(run_cli("distill", "--run", kd_run, "--name", "ddp2", "--method", "ce",
                                "--world-size", "2", "--max-minutes", "1"),
                        "--max-minutes cannot be combined with --world-size")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is visible here")
+def test_cuda_without_a_gpu_is_a_clear_error(kd_run: Path) -> None:
+    """GPU ranks are exposed (--device cuda): asking for them where torch sees no GPU is one
+    error line, before anything is built."""
+    for command in ("distill", "train"):
+        args = ["--method", "ce"] if command == "distill" else []
+        result = run_cli(command, "--run", kd_run, "--name", "gpu", *args, "--device", "cuda",
+                         "--world-size", "2")
+        assert_clean_error(result, "--device cuda needs 2 GPU(s)", "torch sees 0")
+        assert not (kd_run / "models" / "gpu").exists()
+
+
+def _first_report(log: Path) -> tuple[float, float]:
+    """(loss, accuracy) of the first progress report in a train.log."""
+    match = re.search(r"Step \d+/\d+; loss ([\d.]+); acc ([\d.]+);", log.read_text())
+    assert match, log.read_text()[-2000:]
+    return float(match.group(1)), float(match.group(2))
+
+
+def test_init_from_warm_starts_a_student(kd_run: Path, student_config: Path,
+                                         tmp_path: Path) -> None:
+    """--init-from begins a new student with another model's weights (here a `ce` student,
+    for a selfevo student as in the paper's pre-trained setting), recorded in model.json,
+    kept on resume; another architecture is refused."""
+    base = run_cli("distill", "--run", kd_run, "--name", "warm-base", "--method", "ce",
+                   "--config", student_config, "--steps", "40")
+    assert base.exit_code == 0, base.output
+    base_info = json.loads((kd_run / "models" / "warm-base" / "model.json").read_text())
+    for name, init in (("cold", ()), ("warm", ("--init-from", "warm-base"))):
+        result = run_cli("distill", "--run", kd_run, "--name", name, "--method", "selfevo",
+                         "--config", student_config, "--steps", "10", *init)
+        assert result.exit_code == 0, result.output
+    cold_loss, cold_acc = _first_report(kd_run / "models" / "cold" / "train.log")
+    warm_loss, warm_acc = _first_report(kd_run / "models" / "warm" / "train.log")
+    # the warm student starts where 40 updates of ce left off, the cold one at random
+    assert warm_acc > 1.5 * cold_acc and warm_loss < cold_loss, (warm_loss, warm_acc,
+                                                                 cold_loss, cold_acc)
+    info = json.loads((kd_run / "models" / "warm" / "model.json").read_text())
+    assert info["init_from"] == {"name": "warm-base", "step": 40,
+                                 "checkpoint_sha256": base_info["checkpoint_sha256"]}
+    assert "init_from" not in json.loads((kd_run / "models" / "cold" / "model.json").read_text())
+    # a resumed warm student keeps its record
+    resumed = run_cli("distill", "--run", kd_run, "--name", "warm", "--method", "selfevo",
+                      "--config", student_config, "--steps", "20", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    info = json.loads((kd_run / "models" / "warm" / "model.json").read_text())
+    assert info["step"] == 20 and info["init_from"]["name"] == "warm-base"
+    # another shape: one clear line naming the tensor
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(yaml.safe_dump({"model": {**TINY_MODEL, "ff_size": TINY_MODEL["ff_size"] * 2},
+                                    "training": {"batch_size": 512}}))
+    result = run_cli("distill", "--run", kd_run, "--name", "wide", "--method", "ce",
+                     "--config", wide, "--steps", "5", "--init-from", "warm-base")
+    assert_clean_error(result, "has another architecture", "model.ff_size is 64 there, 128 here")
+    assert not (kd_run / "models" / "wide").exists()

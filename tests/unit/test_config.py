@@ -69,3 +69,20 @@ def test_documented_parameter_counts_match_built_models() -> None:
         assert match, f"docs/train.md has no row for preset {name}"
         documented = int(match.group(1).replace(",", ""))
         assert count_parameters_for(preset_config(name), vocab_entries=8003) == documented
+
+
+@pytest.mark.parametrize("device, world_size, ranks", [
+    ("cpu", 1, []), ("cpu", 2, []), ("cuda", 1, [0]), ("cuda", 2, [0, 1])])
+def test_onmt_options_of_each_device(tmp_path: Path, device: str, world_size: int,
+                                     ranks: list[int]) -> None:
+    """On cuda, OpenNMT-py's own GPU ranks (one GPU per rank); on the CPU none, since
+    OpenNMT-py reads any gpu_ranks as "use CUDA" (kdnmt sets the CPU ranks itself)."""
+    from kdnmt.onmt_bridge.options import onmt_train_options
+
+    paths = {k: tmp_path / k for k in ("train_src", "train_tgt", "valid_src", "valid_tgt",
+                                       "vocab")}
+    opts = onmt_train_options(preset_config("tiny"), **paths, vocab_entries=100,
+                              model_dir=tmp_path, train_pairs=10, device=device,
+                              world_size=world_size)
+    assert opts["gpu_ranks"] == ranks
+    assert opts["world_size"] == (world_size if device == "cuda" else 1)

@@ -299,6 +299,29 @@ def test_self_evolution_default_threshold_is_ln2_and_splits_on_gold_prob():
     assert frac == 0.5  # q(y) = 0.91 is easy, q(y) = 1/3 is hard
 
 
+def test_selfevo_hard_tokens_starve_a_cold_student():
+    """Why selfevo degenerates from a random student (docs/distill.md): for a hard token far
+    from its target, the proxy q^ ~ (1 - beta) y~ makes the loss nearly constant, and its
+    gradient on the logits scales with q itself (1 / V here), hundreds of times weaker than
+    cross-entropy's at V = 8,000 (1/600 with this teacher); the same token treated as easy gets
+    the full gradient of KL(y~ || q)."""
+    torch.manual_seed(0)
+    vocab = 8000
+    s = torch.zeros(1, vocab, requires_grad=True)  # a cold student: uniform q = 1 / V
+    t = torch.log_softmax(torch.randn(1, vocab) * 3, -1)  # a confident teacher
+    y = torch.tensor([int(t.argmax())])
+    hard_loss, frac = self_evolution_kd_with_stats(s, t, y, lam=0.5, beta=0.5)
+    assert frac == 1.0
+    assert 0.4 < hard_loss.item() <= math.log(2) + 1e-6  # at most -log(1 - beta)
+    (g_hard,) = torch.autograd.grad(hard_loss, s)
+    easy_loss = self_evolution_kd(s, t, y, lam=0.5, beta=0.5, threshold=1e9)
+    (g_easy,) = torch.autograd.grad(easy_loss, s)
+    (g_ce,) = torch.autograd.grad(F.cross_entropy(s, y, reduction="sum"), s)
+    ratio = float(g_hard.norm() / g_ce.norm())
+    assert ratio < 0.01, ratio
+    assert float(g_easy.norm() / g_ce.norm()) > 0.3
+
+
 # --------------------------------------------------------------------------- ATKD
 
 
