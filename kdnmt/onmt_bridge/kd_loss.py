@@ -111,10 +111,16 @@ def _dense(ids: torch.Tensor, logprobs: torch.Tensor, vocab_size: int) -> torch.
 
 
 @torch.no_grad()
-def _online_logprobs(frozen: Any, batch: dict[str, Any]) -> torch.Tensor:
-    """The frozen teacher's log-probs [B, T, V] along the batch's own targets."""
+def _online_logits(frozen: Any, batch: dict[str, Any], mask: torch.Tensor) -> torch.Tensor:
+    """The frozen teacher's logits [N, V] at the batch's real target positions (``mask``).
+
+    Why logits and only real positions: every token-level loss renormalises its teacher
+    (``log_softmax(t / T)``), so unnormalised scores give the same loss as log-probs (tested in
+    tests/unit/test_losses.py) and spare a log-softmax over [N, V]; and the generator's
+    [d, V] projection is not spent on padding, nor is a masked copy of a dense [B, T, V] made.
+    """
     dec_out, _ = frozen.model(batch["src"], batch["tgt"], batch["srclen"])
-    return torch.log_softmax(frozen.model.generator(dec_out).float(), -1)
+    return frozen.model.generator(dec_out[mask]).float()
 
 
 def _build_loss(cls: type, opt: argparse.Namespace, model: Any, vocabs: dict[str, Any]) -> Any:
@@ -164,9 +170,10 @@ def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSour
             else:
                 if teacher.mode == "cache":
                     t = _dense(*_store_rows(teacher.store, batch, mask), vocab_size)
+                    t = t.view(-1, vocab_size)[flat_mask]
                 else:
-                    t = _online_logprobs(teacher.frozen, batch)
-                loss, extra = loss_fn(s, t.view(-1, vocab_size)[flat_mask], y)
+                    t = _online_logits(teacher.frozen, batch, mask)
+                loss, extra = loss_fn(s, t, y)
             running.add(extra)
             n_sents = len(batch["srclen"])
             stats = self._stats(n_sents, loss.item(), scores.view(-1, vocab_size),
@@ -229,11 +236,12 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
                 sentence_of = sentence_of.expand_as(mask)[mask]
                 token_loss = rows.new_zeros(batch_size).index_add(0, sentence_of, rows)
             else:
-                t = _online_logprobs(teacher.frozen, batch)
+                counts = mask.sum(dim=1).tolist()
                 token_loss = torch.stack([
-                    word_kd(scores[b][mask[b]].float(), t[b][mask[b]], target[b][mask[b]],
-                            **hparams)
-                    for b in range(batch_size)])
+                    word_kd(s_b, t_b, y_b, **hparams) for s_b, t_b, y_b in zip(
+                        scores[mask].float().split(counts),
+                        _online_logits(teacher.frozen, batch, mask).split(counts),
+                        target[mask].split(counts), strict=True)])
             # Second pass: the same sources, the teacher's pseudo-targets.
             pseudo = self.pseudo.batch(batch["cid_line_number"], self.bos, self.eos,
                                        self.padding_idx).to(scores.device)

@@ -102,12 +102,16 @@ def test_online_teacher_agrees_with_the_cache(kd_run: Path, student_config: Path
         ids, lps = store[line]
         assert (torch.from_numpy(ids.astype("int64"))[:, 0] == top_ids[:, 0]).all()
         assert torch.allclose(torch.from_numpy(lps.astype("float32")), top_lp, atol=2e-2)
-    for mode in ("cache", "online"):
-        result = run_cli("distill", "--run", kd_run, "--name", f"w-{mode}", "--method", "word",
+    for method, mode in (("word", "cache"), ("word", "online"), ("hybrid", "online"),
+                         ("selfevo", "online"), ("atkd", "online")):
+        name = f"{method}-{mode}"
+        result = run_cli("distill", "--run", kd_run, "--name", name, "--method", method,
                          "--config", student_config, "--steps", "10", "--teacher-mode", mode)
         assert result.exit_code == 0, result.output
-        info = json.loads((kd_run / "models" / f"w-{mode}" / "model.json").read_text())
+        info = json.loads((kd_run / "models" / name / "model.json").read_text())
         assert info["teacher_mode"] == mode
+        losses = reported_losses(kd_run / "models" / name / "train.log")
+        assert len(losses) == 2 and losses[1] < losses[0], (name, losses)
 
 
 def test_resume_a_distilled_student(kd_run: Path, student_config: Path) -> None:

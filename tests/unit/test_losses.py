@@ -465,6 +465,16 @@ LOSS_CALLS = {
 
 
 @pytest.mark.parametrize("name", sorted(LOSS_CALLS))
+def test_teacher_logits_give_the_loss_of_its_log_probs(name):
+    """Every loss renormalises its teacher, so the online teacher may pass logits (one
+    log-softmax over [N, V] fewer per step, kdnmt.onmt_bridge.kd_loss._online_logits)."""
+    fn = LOSS_CALLS[name]
+    s, t, y = make_batch(16)
+    logits = t + torch.randn(t.shape[0], 1, dtype=t.dtype) * 5  # a per-row shift
+    assert_close(fn(s, logits, y, None), fn(s, t, y, None))
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_CALLS))
 def test_padding_never_contributes(name):
     fn = LOSS_CALLS[name]
     s, t, y = make_batch(16)
