@@ -21,6 +21,13 @@ err_console = Console(stderr=True, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory (created by `kdnmt prepare`).")]
+# Options shared by `train` and `distill` (both train through the same bridge).
+WorldSizeOption = Annotated[int, typer.Option(
+    help="Data-parallel processes (CPU: gloo; cuda: one GPU each, NCCL); 1 = this process only.")]
+DeviceOption = Annotated[str, typer.Option(help="cpu, or cuda (GPU ranks 0..N-1).")]
+InitFromOption = Annotated[str | None, typer.Option(
+    help="Warm start: begin with the weights of this finished model of the run (same "
+         "architecture); optimizer and step start afresh.")]
 
 
 #: errno -> one line for an environment failure; {path} is the file it happened to.

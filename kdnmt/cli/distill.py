@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from kdnmt.cli.common import RunOption, console, error_boundary
+from kdnmt.cli.common import (
+    DeviceOption,
+    InitFromOption,
+    RunOption,
+    WorldSizeOption,
+    console,
+    error_boundary,
+)
 from kdnmt.cli.train import run_with_progress
 from kdnmt.config import PRESETS
 from kdnmt.distill import METHODS
@@ -28,13 +35,9 @@ def distill_command(
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML overriding the preset.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
-    world_size: Annotated[int, typer.Option(
-        help="Data-parallel processes (CPU: gloo; cuda: one GPU each, NCCL); 1 = this "
-             "process only.")] = 1,
-    device: Annotated[str, typer.Option(help="cpu, or cuda (GPU ranks 0..N-1).")] = "cpu",
-    init_from: Annotated[str | None, typer.Option(
-        help="Warm start: begin with the weights of this finished model of the run (same "
-             "architecture); optimizer and step start afresh.")] = None,
+    world_size: WorldSizeOption = 1,
+    device: DeviceOption = "cpu",
+    init_from: InitFromOption = None,
     force: Annotated[bool, typer.Option(help="Delete an existing student of this name.")] = False,
     alpha: Annotated[float | None, typer.Option(
         help="word/seq+word: KD weight; atkd: easy-token weight.")] = None,

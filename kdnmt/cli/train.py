@@ -15,7 +15,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from kdnmt.cli.common import RunOption, console, error_boundary, limit_torch_threads
+from kdnmt.cli.common import (
+    DeviceOption,
+    InitFromOption,
+    RunOption,
+    WorldSizeOption,
+    console,
+    error_boundary,
+    limit_torch_threads,
+)
 from kdnmt.config import PRESETS
 
 
@@ -67,13 +75,9 @@ def train_command(
     config: Annotated[Path | None, typer.Option(
         help="YAML with `model:` and `training:` keys overriding the preset.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
-    world_size: Annotated[int, typer.Option(
-        help="Data-parallel processes (CPU: gloo; cuda: one GPU each, NCCL); 1 = this "
-             "process only.")] = 1,
-    device: Annotated[str, typer.Option(help="cpu, or cuda (GPU ranks 0..N-1).")] = "cpu",
-    init_from: Annotated[str | None, typer.Option(
-        help="Warm start: begin with the weights of this finished model of the run (same "
-             "architecture); optimizer and step start afresh.")] = None,
+    world_size: WorldSizeOption = 1,
+    device: DeviceOption = "cpu",
+    init_from: InitFromOption = None,
     force: Annotated[bool, typer.Option(help="Delete an existing model of this name first.")] = False,
 ) -> None:
     """Train a transformer (teacher or baseline student) with OpenNMT-py's trainer."""
