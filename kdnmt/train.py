@@ -97,12 +97,14 @@ def _init_source(run: RunDir, manifest: dict[str, Any],
 
     name = opts.init_from
     record_path = run.model_dir(opts.name) / INIT_RECORD
+    recorded: dict[str, Any] | None = None
     if opts.resume:
         check(name is None, "--init-from starts a new model; --resume continues one from its "
                             "own checkpoint (give one of them)")
         if not record_path.is_file():
             return None, None
-        name = json.loads(record_path.read_text(encoding="utf-8"))["name"]
+        recorded = json.loads(record_path.read_text(encoding="utf-8"))
+        name = recorded["name"]
     if name is None:
         return None, None
     check(name != opts.name, f"--init-from {name}: a model cannot start from itself")
@@ -111,6 +113,9 @@ def _init_source(run: RunDir, manifest: dict[str, Any],
           f"--init-from {name}: that model has another vocabulary than run {run.root}")
     check(not source.get("ct2_only"),
           f"--init-from {name}: a CTranslate2-only model has no PyTorch weights")
+    check(recorded is None or recorded["checkpoint_sha256"] == source["checkpoint_sha256"],
+          f"model '{name}' was trained again after '{opts.name}' started from it: start "
+          f"'{opts.name}' again with --force")
     path = checkpoint_path(run, source)
     return path, {"name": name, "checkpoint_sha256": source["checkpoint_sha256"],
                   "step": source.get("step"), "model": (source.get("config") or {}).get("model")}
