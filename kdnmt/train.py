@@ -90,20 +90,25 @@ def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Pat
 
 def _init_source(run: RunDir, manifest: dict[str, Any],
                  opts: TrainOptions) -> tuple[Path | None, dict[str, Any] | None]:
-    """The checkpoint and record of ``--init-from MODEL`` (a finished model of this run, so
-    its vocabulary is the run's), or (None, None). A resumed run takes the model its
-    ``init_from.json`` names (it needs it when no checkpoint of its own was saved yet)."""
+    """The checkpoint to warm-start from and the record of ``--init-from MODEL`` (a finished
+    model of this run, so its vocabulary is the run's), or None for either.
+
+    A resumed run continues its own checkpoint and only keeps the record; when it was stopped
+    before its first checkpoint, it needs the model its ``init_from.json`` names, unchanged."""
     from kdnmt.models import checkpoint_path, load_model_info
+    from kdnmt.onmt_bridge.checkpoint import list_checkpoints
 
     name = opts.init_from
-    record_path = run.model_dir(opts.name) / INIT_RECORD
+    model_dir = run.model_dir(opts.name)
     recorded: dict[str, Any] | None = None
     if opts.resume:
         check(name is None, "--init-from starts a new model; --resume continues one from its "
                             "own checkpoint (give one of them)")
-        if not record_path.is_file():
+        if not (model_dir / INIT_RECORD).is_file():
             return None, None
-        recorded = json.loads(record_path.read_text(encoding="utf-8"))
+        recorded = json.loads((model_dir / INIT_RECORD).read_text(encoding="utf-8"))
+        if list_checkpoints(model_dir):
+            return None, recorded
         name = recorded["name"]
     if name is None:
         return None, None
@@ -116,26 +121,20 @@ def _init_source(run: RunDir, manifest: dict[str, Any],
     check(recorded is None or recorded["checkpoint_sha256"] == source["checkpoint_sha256"],
           f"model '{name}' was trained again after '{opts.name}' started from it: start "
           f"'{opts.name}' again with --force")
-    path = checkpoint_path(run, source)
-    return path, {"name": name, "checkpoint_sha256": source["checkpoint_sha256"],
-                  "step": source.get("step"), "model": (source.get("config") or {}).get("model")}
+    return checkpoint_path(run, source), {"name": name, "step": source.get("step"),
+                                          "checkpoint_sha256": source["checkpoint_sha256"]}
 
 
-#: The model settings that fix tensor shapes (dropout does not).
-SHAPE_SETTINGS = ("enc_layers", "dec_layers", "hidden_size", "ff_size", "heads")
+def _check_init_shape(path: Path, name: str, config: TrainConfig) -> None:
+    """Refuse a warm start from another architecture before anything is written or deleted
+    (the weight copy checks every tensor again)."""
+    from dataclasses import asdict
 
+    from kdnmt.onmt_bridge.checkpoint import load_checkpoint, shape_mismatch
 
-def _check_init_shape(init_info: dict[str, Any], config: TrainConfig) -> None:
-    """Refuse a warm start from another architecture before anything is written (the weight
-    copy checks every tensor again, for sources without a kdnmt config: adopted teachers)."""
-    source = init_info.pop("model", None)
-    if not source:
-        return
-    for key in SHAPE_SETTINGS:
-        here = getattr(config.model, key)
-        check(source.get(key) == here,
-              f"--init-from {init_info['name']} has another architecture: model.{key} is "
-              f"{source.get(key)} there, {here} here (use the same preset and model settings)")
+    problem = shape_mismatch(load_checkpoint(path), asdict(config.model))
+    check(problem is None, f"--init-from {name} has another architecture: {problem} (use the "
+                           "same preset and model settings)")
 
 
 def _check_trainable(onmt_opts: dict[str, Any], max_length: int) -> None:
@@ -184,9 +183,12 @@ def train(
           "different steps): give --steps")
     check_device(opts.device, opts.world_size)
     init_checkpoint, init_info = _init_source(run, manifest, opts)
+    if init_checkpoint is not None and init_info is not None and not opts.resume:
+        # Before prepare_model_dir, which deletes the old model on --force. (A resumed run
+        # was checked when it started, against the same, unchanged source.)
+        _check_init_shape(init_checkpoint, init_info["name"],
+                          resolve_config(opts.preset, opts.config_file, _overrides(opts)))
     config, train_from = prepare_model_dir(run, opts)
-    if init_info is not None:
-        _check_init_shape(init_info, config)
     src, tgt = manifest["src"], manifest["tgt"]
     model_dir = run.model_dir(opts.name)
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -193,35 +193,59 @@ def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
         torch.save(checkpoint, tmp)
 
 
-def load_initial_weights(model: torch.nn.Module, path: Path,
+#: kdnmt's model settings and the OpenNMT-py options that hold them in a checkpoint.
+_SHAPE_OPTIONS = {"enc_layers": "enc_layers", "dec_layers": "dec_layers",
+                  "hidden_size": "hidden_size", "ff_size": "transformer_ff", "heads": "heads"}
+
+
+def shape_mismatch(checkpoint: dict[str, Any], model: dict[str, int]) -> str | None:
+    """How a checkpoint's architecture differs from kdnmt model settings ``model`` (keys of
+    :class:`kdnmt.config.ModelConfig`), or None. kdnmt always ties the embeddings and the
+    generator, so a checkpoint that does not is another architecture too."""
+    opt = checkpoint["opt"]
+    for key, option in _SHAPE_OPTIONS.items():
+        there = getattr(opt, option, None)
+        if there != model[key]:
+            return f"model.{key} is {there} there, {model[key]} here"
+    for option in ("share_embeddings", "share_decoder_embeddings"):
+        if not getattr(opt, option, False):
+            return f"it was trained without {option}, kdnmt's models tie them"
+    return None
+
+
+def load_initial_weights(model: torch.nn.Module, checkpoint: dict[str, Any],
                          skip_prefixes: tuple[str, ...] = ()) -> int:
-    """Copy the weights of checkpoint ``path`` into a freshly built ``model`` (a warm start:
-    ``--init-from``); returns how many tensors were copied.
+    """Copy the weights of a loaded ``checkpoint`` into a freshly built ``model`` (a warm
+    start: ``--init-from``); returns how many tensors were copied.
 
     Why not OpenNMT-py's ``train_from`` with ``reset_optim: all``: it builds the model from the
     *checkpoint's* options, so a student asked for with another shape would silently get the
-    old one. Here the new run keeps its own configuration and every tensor must match it in
-    name and shape, or the error says which one does not. Training-only modules of the source
-    (``skip_prefixes``, e.g. the hybrid gate) are left out; the optimizer, step counter and
-    RNG state start afresh.
+    old one. Here the new run keeps its own configuration (callers check it first with
+    :func:`shape_mismatch`) and every tensor must match in name and shape, both ways, so no
+    parameter can silently keep its random initialisation. Training-only modules of the
+    source (``skip_prefixes``, e.g. the hybrid gate) are left out; the optimizer, step counter
+    and RNG state start afresh.
     """
-    checkpoint = load_checkpoint(path)
+    def is_table(key: str) -> bool:  # sinusoidal position tables: functions of the shape
+        return key.endswith(".pe.pe")
+
     source = {f"model:{k}": v for k, v in checkpoint["model"].items()
               if not k.startswith(skip_prefixes)}
     source.update({f"generator:{k}": v for k, v in (checkpoint.get("generator") or {}).items()})
-    target = {f"model:{k}": v for k, v in model.state_dict().items()
+    state = model.state_dict()
+    target = {f"model:{k}": v for k, v in state.items()
               if not k.startswith(("generator.", *skip_prefixes))}
     target.update({f"generator:{k[len('generator.'):]}": v
-                   for k, v in model.state_dict().items() if k.startswith("generator.")})
-    missing = sorted(set(target) - set(source) - {k for k in target if k.endswith(".pe.pe")})
-    check(not missing, f"--init-from {path} lacks {len(missing)} tensor(s) of this model, "
-                       f"e.g. {missing[0].split(':', 1)[1] if missing else ''}: another architecture")
+                   for k, v in state.items() if k.startswith("generator.")})
+    for side, keys in (("lacks", set(target) - set(source)), ("has extra", set(source) - set(target))):
+        keys = sorted(k for k in keys if not is_table(k))
+        check(not keys, f"--init-from: the checkpoint {side} {len(keys)} tensor(s) of this model, "
+                        f"e.g. {keys[0].split(':', 1)[1] if keys else ''}: another architecture")
     for key, tensor in target.items():
         if key in source and tuple(source[key].shape) != tuple(tensor.shape):
             raise KdnmtError(
-                f"--init-from {path} has another architecture: {key.split(':', 1)[1]} is "
-                f"{tuple(source[key].shape)} there, {tuple(tensor.shape)} in this model "
-                "(use the same preset and model settings)")
+                f"--init-from: another architecture: {key.split(':', 1)[1]} is "
+                f"{tuple(source[key].shape)} there, {tuple(tensor.shape)} in this model")
     copied = 0
     with torch.no_grad():
         for key, tensor in target.items():

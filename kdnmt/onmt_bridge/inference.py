@@ -59,6 +59,9 @@ def load_frozen_model(checkpoint_path: Path) -> FrozenModel:
     model_opt = ArgumentParser.ckpt_model_opts(checkpoint["opt"])
     ArgumentParser.update_model_opts(model_opt)
     ArgumentParser.validate_model_opts(model_opt)
+    # A model trained with --device cuda carries its GPU ranks in its options, and
+    # build_model would put it on CUDA whatever device it is given: inference here is on CPU.
+    model_opt.gpu_ranks, model_opt.gpu, model_opt.world_size = [], -1, 1
     vocabs = dict_to_vocabs(checkpoint["vocab"])
     model = build_model(model_opt, model_opt, vocabs, checkpoint, -1)
     model.eval()

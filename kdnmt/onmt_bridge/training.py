@@ -207,10 +207,11 @@ def run_training(
     model = build_model(model_opt, opt, vocabs, checkpoint, device_id)
     if init_from is not None and checkpoint is None:
         from kdnmt.gate import GATE_PREFIX
-        from kdnmt.onmt_bridge.checkpoint import load_initial_weights
+        from kdnmt.onmt_bridge.checkpoint import load_checkpoint, load_initial_weights
 
         # The source's hybrid gate (if any) is training-only: never carried over.
-        load_initial_weights(model, Path(init_from), skip_prefixes=(GATE_PREFIX,))
+        load_initial_weights(model, load_checkpoint(Path(init_from)),
+                             skip_prefixes=(GATE_PREFIX,))
     for name, make in (extra_modules or {}).items():
         module = make(model).to(next(model.parameters()).device)
         if saved_extra[name]:

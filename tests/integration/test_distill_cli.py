@@ -317,3 +317,24 @@ def test_init_from_warm_starts_a_student(kd_run: Path, student_config: Path,
                      "--config", wide, "--steps", "5", "--init-from", "warm-base")
     assert_clean_error(result, "has another architecture", "model.ff_size is 64 there, 128 here")
     assert not (kd_run / "models" / "wide").exists()
+    # ... and refused before --force deletes the model it would replace
+    result = run_cli("distill", "--run", kd_run, "--name", "cold", "--method", "ce", "--force",
+                     "--config", wide, "--steps", "5", "--init-from", "warm-base")
+    assert_clean_error(result, "has another architecture")
+    assert (kd_run / "models" / "cold" / "model.json").is_file()
+
+
+def test_a_model_trained_on_gpu_ranks_loads_on_the_cpu(kd_run: Path, tmp_path: Path) -> None:
+    """OpenNMT-py saves the training options with the model, GPU ranks included; kdnmt's
+    PyTorch inference (soft targets, eval, advise, online teachers) must still build it on the
+    CPU, not on CUDA."""
+    import torch
+
+    from kdnmt.onmt_bridge.checkpoint import load_checkpoint, save_checkpoint
+    from kdnmt.onmt_bridge.inference import load_frozen_model
+
+    checkpoint = load_checkpoint(kd_run / "models" / "teacher" / "model_step_40.pt")
+    checkpoint["opt"].gpu_ranks, checkpoint["opt"].world_size = [0, 1], 2
+    save_checkpoint(checkpoint, tmp_path / "gpu.pt")
+    frozen = load_frozen_model(tmp_path / "gpu.pt")
+    assert {p.device for p in frozen.model.parameters()} == {torch.device("cpu")}
