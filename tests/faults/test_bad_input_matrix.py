@@ -283,6 +283,37 @@ def _(ctx: Ctx) -> Call:
                 (run / "models",))
 
 
+@case("train/--device tpu")
+def _(ctx: Ctx) -> Call:
+    run = ctx.prepared()
+    return Call(train_args(run, "--device", "tpu"), ("--device must be one of cpu, cuda",),
+                (run / "models",))
+
+
+@case("train/--device cuda with no GPU")
+def _(ctx: Ctx) -> Call:
+    run = ctx.prepared()
+    if __import__("torch").cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    return Call(train_args(run, "--device", "cuda"), ("--device cuda needs 1 GPU(s)",),
+                (run / "models",))
+
+
+@case("train/--init-from an unknown model")
+def _(ctx: Ctx) -> Call:
+    run = ctx.trained()
+    return Call(train_args(run, "--init-from", "nobody"), ("unknown model 'nobody'",),
+                (run / "models" / "x",))
+
+
+@case("train/--init-from another architecture")
+def _(ctx: Ctx) -> Call:
+    run = ctx.trained()  # its teacher has the tests' tiny shape, not the tiny preset's
+    return Call(train_args(run, "--init-from", "teacher"), ("--init-from teacher has another "
+                                                            "architecture", "there"),
+                (run / "models" / "x",))
+
+
 @case("train/--run is a file")
 def _(ctx: Ctx) -> Call:
     run = ctx.file("run", "x\n")
