@@ -23,6 +23,7 @@ import torch
 
 from kdnmt.errors import KdnmtError
 from kdnmt.onmt_bridge import shims
+from kdnmt.onmt_bridge.devices import device_id as device_id_of
 
 shims.install()
 
@@ -188,8 +189,6 @@ def run_training(
     shims.patch_model_saver()
     shims.patch_empty_buckets()
     shims.patch_corpus_striding()
-    from kdnmt.onmt_bridge.devices import device_id as device_id_of
-
     device_id = device_id_of(device, rank)
     shims.log_to_file_only(opt.log_file if rank == 0 else f"{opt.log_file}.rank{rank}")
     configure_process(opt, device_id)
