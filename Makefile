@@ -7,12 +7,33 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdnmt-installed
 REQS := requirements/lock.txt requirements/onmt.txt requirements/dev.txt pyproject.toml
 
-.PHONY: install test demo lint clean-demo help
+.PHONY: install test lint help
 
+# Every target a user runs, and the demo's variables with their current values (the demo's
+# targets and DEMO_* variables are in recipes/demo/demo.mk, read before this recipe runs).
+# tests/unit/test_make_help.py checks that every .PHONY target and DEMO_* variable is listed.
+HELP_ROW := printf "  %-54s %s\n"
 help:
-	@echo "make demo    set up .venv/ and run the demo pipeline on the bundled de-en data"
-	@echo "make test    set up .venv/ and run the test suite"
-	@echo "make lint    ruff over the code"
+	@echo "Targets:"
+	@$(HELP_ROW) "make demo" "set up .venv/ and run the demo pipeline on the bundled de-en data"
+	@$(HELP_ROW) "make demo-clean" "delete the demo's run directory (DEMO_RUN) to start over"
+	@$(HELP_ROW) "make test" "set up .venv/ and run the test suite"
+	@$(HELP_ROW) "make lint" "ruff over the code"
+	@$(HELP_ROW) "make install" "only set up .venv/ (the targets above do it first)"
+	@$(HELP_ROW) "make demo-bundled-teacher" "maintainers: rebuild data/demo/teacher from the full corpus (SHARED_DATA)"
+	@echo "Demo variables (make demo VAR=value; current values shown):"
+	@$(HELP_ROW) "DEMO_RUN=$(DEMO_RUN)" "run directory"
+	@$(HELP_ROW) "DEMO_DATA=$(DEMO_DATA)" "directory of train/valid/test.{de,en}[.xz]"
+	@$(HELP_ROW) "DEMO_TEACHER=$(DEMO_TEACHER)" "bundled: adopt DEMO_TEACHER_DIR; train: train one in the run"
+	@$(HELP_ROW) "DEMO_TEACHER_DIR=$(DEMO_TEACHER_DIR)" "the teacher adopted with DEMO_TEACHER=bundled"
+	@$(HELP_ROW) "DEMO_TEACHER_MINUTES=$(DEMO_TEACHER_MINUTES)" "teacher time budget with DEMO_TEACHER=train"
+	@$(HELP_ROW) "DEMO_STUDENT_MINUTES=$(DEMO_STUDENT_MINUTES)" "time budget of each student"
+	@$(HELP_ROW) "DEMO_VOCAB=$(DEMO_VOCAB)" "SentencePiece size with DEMO_TEACHER=train"
+	@echo "Recipes (each has a README.md; pass your own DATA= and TEACHER_DIR=):"
+	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile all" "every KD method at equal budgets (also: prepare generate students eval clean; maintainers: corpus)"
+	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile study-micro" "the KD study grid (also study-quick, study-full)"
+	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile selfevo-start" "selfevo from a cold and a warm start"
+	@$(HELP_ROW) "make -f recipes/iwslt14-de-en/Makefile all" "IWSLT14 de-en, downloaded (also: data prepare teacher generate students eval)"
 
 install: $(STAMP)
 
