@@ -87,13 +87,20 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    #: OpenNMT-py trainer options passed through as they are (the ``onmt:`` section), for
+    #: what kdnmt's own keys do not cover: checkpoint averaging, early stopping, fp16 on a
+    #: GPU. Checked against OpenNMT-py's own parser when applied (see :func:`_apply_onmt`).
+    onmt: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         self.model.validate()
         self.training.validate()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not data["onmt"]:
+            del data["onmt"]  # the config.yaml of a model without pass-through stays as it was
+        return data
 
 
 #: Presets, smallest first. Parameter counts (8k shared vocabulary) are in docs/train.md and
@@ -153,12 +160,41 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any], source: str)
     check(isinstance(overrides, dict), f"{source}: the configuration must be a mapping")
     sections = {"model": config.model, "training": config.training}
     for name, values in overrides.items():
+        if name == "onmt":
+            _apply_onmt(config, values, source)
+            continue
         if name not in sections:
             raise KdnmtError(
-                f"{source}: unknown section '{name}' (valid sections: {', '.join(sections)})"
+                f"{source}: unknown section '{name}' "
+                f"(valid sections: {', '.join(sections)}, onmt)"
             )
         _apply(sections[name], values, name, source)
     return config
+
+
+def _apply_onmt(config: TrainConfig, values: Any, source: str) -> None:
+    """Merge an ``onmt:`` section (OpenNMT-py option name -> value) into ``config.onmt``.
+
+    OpenNMT-py itself ignores a name it does not know; here every name and value is checked
+    with its own parser, and the options kdnmt sets itself are refused
+    (:func:`kdnmt.onmt_bridge.options.check_passthrough`)."""
+    check(isinstance(values, dict), f"{source}: section 'onmt' must be a mapping of "
+                                    "OpenNMT-py option names to values")
+    scalar = (bool, int, float, str)
+    for key, value in values.items():
+        check(isinstance(key, str), f"{source}: onmt: option names are text, got {key!r}")
+        check(isinstance(value, scalar) or (isinstance(value, list) and value and all(
+            isinstance(v, scalar) for v in value)),
+            f"{source}: onmt.{key} must be a number, text, true/false or a list of them, "
+            f"got {value!r}")
+        check(not isinstance(value, float) or math.isfinite(value),
+              f"{source}: onmt.{key}: expected a finite number, got {value!r}")
+    if values:
+        # Only the bridge imports OpenNMT-py; a configuration without `onmt:` never loads it.
+        from kdnmt.onmt_bridge.options import check_passthrough
+
+        check_passthrough(values, f"{source}: onmt")
+    config.onmt.update(values)
 
 
 def preset_config(preset: str) -> TrainConfig:

@@ -169,6 +169,7 @@ def train(
     )
     from kdnmt.onmt_bridge.devices import check_device
     from kdnmt.onmt_bridge.options import (
+        check_passthrough_device,
         onmt_train_options,
         parse_train_options,
         write_onmt_yaml,
@@ -189,6 +190,7 @@ def train(
         _check_init_shape(init_checkpoint, init_info["name"],
                           resolve_config(opts.preset, opts.config_file, _overrides(opts)))
     config, train_from = prepare_model_dir(run, opts)
+    check_passthrough_device(config.onmt, opts.device)  # before the model directory is written
     src, tgt = manifest["src"], manifest["tgt"]
     model_dir = run.model_dir(opts.name)
     model_dir.mkdir(parents=True, exist_ok=True)
