@@ -2,8 +2,15 @@
 
 Each model is converted to CTranslate2 (cached), translates the test sources with each beam
 size, and is scored with sacrebleu (BLEU, chrF, TER, each with its signature so the numbers
-can be compared with published ones). Speed is output tokens per second of wall-clock decoding
-on this machine; size is the CTranslate2 model on disk and the parameter count.
+can be compared with published ones; BLEU with the target language's tokenizer, as
+``sacrebleu -tl`` does, for Chinese, Japanese and Korean). Speed is source and output tokens per
+second of wall-clock decoding on this machine (output pieces alone would flatter a student that
+runs on); size is the CTranslate2 model on disk and the parameter count.
+
+``--baseline NAME`` adds, for every other model, the BLEU and chrF difference to the baseline
+with sacrebleu's paired significance tests (:mod:`kdnmt.significance`). Rows, hypothesis files
+and the report are keyed by model, checkpoint, test set and sentence count
+(:mod:`kdnmt.eval_report`), so no evaluation silently replaces another.
 
 Beside greedy and beam decoding, each model with a PyTorch checkpoint is also scored
 teacher-forced on the references (token accuracy and perplexity, no label smoothing), so the
@@ -14,8 +21,9 @@ has no logits to score and shows "-" there.
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import hashlib
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +31,26 @@ from pathlib import Path
 from typing import Any
 
 from kdnmt.corpus.text import iter_parallel, normalise, resolve_side
-from kdnmt.errors import check
-from kdnmt.fileio import atomic_open, dir_size, sha256_file, write_json, write_text
+from kdnmt.errors import KdnmtError, check
+from kdnmt.eval_report import (  # noqa: F401  (re-exported: the CLI's and older imports)
+    COLUMNS,
+    TERMINAL_COLUMNS,
+    format_cell,
+    human_size,
+    load_rows,
+    markdown_table,
+    write_reports,
+)
+from kdnmt.fileio import atomic_open, dir_size, sha256_file
 from kdnmt.models import checkpoint_path, ct2_model, load_model_info
 from kdnmt.rundir import RunDir, check_name
+from kdnmt.significance import AR_DEFAULT, BOOTSTRAP_DEFAULT, PairedSettings, compare
 from kdnmt.translation import Translator
+
+#: Targets for which sacrebleu's BLEU needs its own tokenizer (what ``sacrebleu -tl`` picks).
+CJK = ("zh", "ja", "ko")
+#: Fewer resamples than this give p-values and intervals too coarse to mean anything.
+MIN_RESAMPLES = 100
 
 
 @dataclass
@@ -40,6 +63,10 @@ class EvalOptions:
     batch_tokens: int = 2048
     max_sentences: int = 0
     teacher_forced: bool = True
+    baseline: str | None = None
+    bootstrap: int = BOOTSTRAP_DEFAULT
+    ar_trials: int = AR_DEFAULT
+    bleu_tokenize: str | None = None
 
 
 def parse_beams(text: str) -> tuple[int, ...]:
@@ -53,36 +80,104 @@ def parse_beams(text: str) -> tuple[int, ...]:
     return beams
 
 
+@dataclass(frozen=True)
+class TestSet:
+    """The scored pairs and what identifies them: both files' sha256 and the pair count."""
+
+    sources: list[str]
+    references: list[str]
+    label: str
+    test_id: str
+    source_sha256: str
+    reference_sha256: str
+
+
+def _test_id(stem: str, source_sha256: str, reference_sha256: str) -> str:
+    """A directory name for a test set: its name, made safe, and a digest of both sides."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip("._-")[:40] or "test"
+    digest = hashlib.sha256(f"{source_sha256}\n{reference_sha256}".encode()).hexdigest()[:12]
+    return f"{safe}-{digest}"
+
+
 def _read_test(run: RunDir, manifest: dict[str, Any], test: str | None,
-               limit: int) -> tuple[list[str], list[str], str]:
+               limit: int) -> TestSet:
     src, tgt = manifest["src"], manifest["tgt"]
     if test is None:
         check("test" in manifest["splits"],
               f"{run.root} was prepared without --test: pass --test PREFIX")
         src_path, tgt_path = run.text("test", src), run.text("test", tgt)
-        label = "prepared test split"
+        label, stem = "prepared test split", "test"
     else:
         src_path, tgt_path = resolve_side(test, src), resolve_side(test, tgt)
-        label = str(test)
+        label, stem = str(test), Path(str(test)).name
     sources, references = [], []
     for s, t in iter_parallel(src_path, tgt_path):
         sources.append(normalise(s))
         references.append(normalise(t))
         if limit and len(sources) >= limit:
             break
-    return sources, references, f"{label} (sha256 {sha256_file(src_path)[:12]})"
+    src_sha, tgt_sha = sha256_file(src_path), sha256_file(tgt_path)
+    return TestSet(sources, references, f"{label} (sha256 {src_sha[:12]})",
+                   _test_id(stem, src_sha, tgt_sha), src_sha, tgt_sha)
 
 
-def score(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
-    """BLEU, chrF and TER with sacrebleu's default settings and their signatures."""
-    from sacrebleu.metrics import BLEU, CHRF, TER
+def bleu_language(tgt: str) -> str:
+    """The code sacrebleu's BLEU understands for target ``tgt``: 'zh' for 'zh-CN' or 'zh_tw'
+    too (the run's codes are file suffixes), anything else unchanged."""
+    base = re.split(r"[-_]", tgt.lower())[0]
+    return base if base in CJK else tgt
 
-    out: dict[str, Any] = {}
-    for key, metric in (("bleu", BLEU()), ("chrf", CHRF()), ("ter", TER())):
-        result = metric.corpus_score(hypotheses, [references])
-        out[key] = round(float(result.score), 2)
-        out[f"{key}_signature"] = str(metric.get_signature())
-    return out
+
+def metric_factory(tgt: str, bleu_tokenize: str | None = None) -> Callable[[], tuple[Any, Any]]:
+    """New (BLEU, chrF) objects for target ``tgt``, checked once here so a missing tokenizer
+    stops the eval before any decoding. BLEU gets the target language, so sacrebleu picks its
+    Chinese, Japanese or Korean tokenizer; ``bleu_tokenize`` overrides it."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if bleu_tokenize is not None:
+        check(bleu_tokenize in BLEU.TOKENIZERS,
+              f"--bleu-tokenize must be one of {', '.join(BLEU.TOKENIZERS)}, got "
+              f"'{bleu_tokenize}'")
+    lang = bleu_language(tgt)
+
+    def make() -> tuple[Any, Any]:
+        return BLEU(trg_lang=lang, tokenize=bleu_tokenize), CHRF()
+
+    try:
+        make()
+    except (RuntimeError, ImportError, OSError) as exc:
+        extra = {"ja": "ja", "ko": "ko"}.get(lang)
+        hint = (f"install sacrebleu's tokenizer for it (pip install 'sacrebleu[{extra}]')"
+                if extra else "choose another")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KdnmtError(f"BLEU for target language '{tgt}' cannot load its tokenizer "
+                         f"({first}): {hint}, or pass --bleu-tokenize (e.g. char)") from None
+    return make
+
+
+def score(hypotheses: list[str], references: list[str], tgt: str | None = None,
+          bleu_tokenize: str | None = None) -> dict[str, Any]:
+    """BLEU, chrF and TER with sacrebleu's default settings and their signatures (BLEU with
+    the tokenizer of target language ``tgt``)."""
+    return _scores(hypotheses, references, *metric_factory(tgt or "", bleu_tokenize)())
+
+
+def _check_options(opts: EvalOptions) -> list[str]:
+    """The models to evaluate (the baseline first if it was not listed), checked."""
+    check(opts.models, "--models is empty")
+    check(opts.max_sentences >= 0, "--max-sentences must be >= 0")
+    names = list(dict.fromkeys(opts.models))
+    if opts.baseline is not None:
+        check_name(opts.baseline, "--baseline")
+        check(opts.bootstrap >= MIN_RESAMPLES,
+              f"--bootstrap must be >= {MIN_RESAMPLES}, got {opts.bootstrap}")
+        check(opts.ar_trials >= MIN_RESAMPLES,
+              f"--ar-trials must be >= {MIN_RESAMPLES}, got {opts.ar_trials}")
+        if opts.baseline not in names:
+            names.insert(0, opts.baseline)
+        check(len(names) > 1, f"--baseline {opts.baseline} needs another model in --models "
+                              "to compare with it")
+    return names
 
 
 def evaluate(opts: EvalOptions,
@@ -90,21 +185,23 @@ def evaluate(opts: EvalOptions,
     """Run `kdnmt eval`; returns the rows it added to ``reports/eval.json``."""
     run = RunDir(Path(opts.run))
     manifest = run.load_manifest()
-    check(opts.models, "--models is empty")
-    check(opts.max_sentences >= 0, "--max-sentences must be >= 0")
-    for name in opts.models:
+    names = _check_options(opts)
+    make_metrics = metric_factory(manifest["tgt"], opts.bleu_tokenize)
+    for name in names:
         check_name(name)
         load_model_info(run, name)  # unknown models fail before any decoding
-    sources, references, test_label = _read_test(run, manifest, opts.test, opts.max_sentences)
+    load_rows(run.eval_json)  # a damaged report fails before any decoding, not after it
+    test = _read_test(run, manifest, opts.test, opts.max_sentences)
     rows = []
+    outputs: dict[tuple[str, int], list[str]] = {}
     pieces: tuple[list[str], list[str]] | None = None
-    for name in opts.models:
+    for name in names:
         info = load_model_info(run, name)
         forced: dict[str, Any] = {}
         if opts.teacher_forced and not info.get("ct2_only"):
             on_progress(f"scoring {name} teacher-forced")
             if pieces is None:
-                pieces = _test_pieces(run, sources, references)
+                pieces = _test_pieces(run, test.sources, test.references)
             forced = _teacher_forced(checkpoint_path(run, info), pieces, opts.batch_tokens)
         on_progress(f"converting {name} ({opts.quantization})")
         model_dir = ct2_model(run, name, opts.quantization)
@@ -112,36 +209,87 @@ def evaluate(opts: EvalOptions,
             on_progress(f"translating with {name}, beam {beam}")
             with Translator(model_dir, run.spm_model, beam=beam,
                             batch_tokens=opts.batch_tokens) as translator:
+                source_tokens = sum(len(p) for p in
+                                    translator.tokenizer.pieces_batch(test.sources))
                 start = time.perf_counter()
-                hypotheses = translator.translate(sources)
+                hypotheses = translator.translate(test.sources)
                 seconds = time.perf_counter() - start
                 tokens = translator.stats.output_tokens
-            out_path = run.reports_dir / f"{name}.beam{beam}.{manifest['tgt']}"
+            outputs[(name, beam)] = hypotheses
+            out_path = run.hypotheses(test.test_id, name, info["checkpoint_sha256"],
+                                      opts.quantization, beam, len(test.sources),
+                                      manifest["tgt"])
             with atomic_open(out_path) as handle:
                 handle.writelines(h + "\n" for h in hypotheses)
+            elapsed = max(seconds, 1e-9)
+            bleu, chrf = make_metrics()
             row = {
                 "model": name,
                 "role": info.get("role", "?"),
                 "beam": beam,
                 "quantization": opts.quantization,
-                **score(hypotheses, references),
-                "sentences": len(sources),
+                **_scores(hypotheses, test.references, bleu, chrf),
+                "sentences": len(test.sources),
                 "seconds": round(seconds, 3),
-                "tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
+                "tokens_per_second": round(tokens / elapsed, 1),
+                "source_tokens_per_second": round(source_tokens / elapsed, 1),
+                "sentences_per_second": round(len(test.sources) / elapsed, 2),
+                "source_tokens": source_tokens,
+                "output_tokens": tokens,
                 "parameters": info.get("parameters"),
                 "size_bytes": dir_size(model_dir),
                 "step": info.get("step"),
                 **forced,
-                "test": test_label,
+                "test": test.label,
+                "test_id": test.test_id,
+                "test_source_sha256": test.source_sha256,
+                "test_reference_sha256": test.reference_sha256,
+                "checkpoint_sha256": info["checkpoint_sha256"],
                 "threads": os.cpu_count(),
-                "hypotheses": out_path.name,
+                "hypotheses": out_path.relative_to(run.reports_dir).as_posix(),
+                "hypotheses_sha256": sha256_file(out_path),
                 "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             }
             if info.get("teacher"):
                 row["teacher"] = info["teacher"]
             rows.append(row)
-    _merge_report(run, rows)
+    if opts.baseline is not None:
+        _add_significance(opts, rows, outputs, test.references, make_metrics, on_progress)
+    write_reports(run, rows)
     return rows
+
+
+def _scores(hypotheses: list[str], references: list[str], bleu: Any, chrf: Any) -> dict[str, Any]:
+    from sacrebleu.metrics import TER
+
+    out: dict[str, Any] = {}
+    for key, metric in (("bleu", bleu), ("chrf", chrf), ("ter", TER())):
+        result = metric.corpus_score(hypotheses, [references])
+        out[key] = round(float(result.score), 2)
+        out[f"{key}_signature"] = str(metric.get_signature())
+    return out
+
+
+def _add_significance(opts: EvalOptions, rows: list[dict[str, Any]],
+                      outputs: dict[tuple[str, int], list[str]], references: list[str],
+                      make_metrics: Callable[[], tuple[Any, Any]],
+                      on_progress: Callable[[str], None]) -> None:
+    """Each non-baseline row gets its paired comparison with the baseline's row of the same
+    beam (same call: same test sentences and quantization)."""
+    settings = PairedSettings(bootstrap=opts.bootstrap, ar_trials=opts.ar_trials)
+    base_rows = {r["beam"]: r for r in rows if r["model"] == opts.baseline}
+    for row in rows:
+        if row["model"] == opts.baseline:
+            continue
+        base = base_rows[row["beam"]]
+        on_progress(f"paired tests: {row['model']} against {opts.baseline}, beam {row['beam']}")
+        result = compare(outputs[(opts.baseline, row["beam"])],
+                         outputs[(row["model"], row["beam"])], references, make_metrics,
+                         settings)
+        row["significance"] = {"baseline": opts.baseline, "baseline_step": base["step"],
+                               "baseline_checkpoint_sha256": base["checkpoint_sha256"],
+                               "baseline_hypotheses_sha256": base["hypotheses_sha256"],
+                               **result}
 
 
 def _test_pieces(run: RunDir, sources: list[str],
@@ -161,73 +309,3 @@ def _teacher_forced(checkpoint: Path, pieces: tuple[list[str], list[str]],
     from kdnmt.onmt_bridge.inference import teacher_forced_metrics
 
     return teacher_forced_metrics(checkpoint, pieces[0], pieces[1], batch_tokens=batch_tokens)
-
-
-def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return (row["model"], row["beam"], row["quantization"], row["test"])
-
-
-def _merge_report(run: RunDir, rows: list[dict[str, Any]]) -> None:
-    """Add ``rows`` to reports/eval.json (replacing rows of the same model, beam, quantization
-    and test set) and regenerate reports/eval.md."""
-    path = run.reports_dir / "eval.json"
-    existing: list[dict[str, Any]] = []
-    if path.is_file():
-        try:
-            existing = json.loads(path.read_text(encoding="utf-8")).get("results", [])
-        except (json.JSONDecodeError, AttributeError):
-            existing = []
-    new_keys = {_row_key(r) for r in rows}
-    merged = [r for r in existing if _row_key(r) not in new_keys] + rows
-    write_json(path, {"results": merged})
-    write_text(run.reports_dir / "eval.md", markdown_table(merged))
-
-
-COLUMNS = (("model", "model"), ("role", "role"), ("beam", "beam"), ("bleu", "BLEU"),
-           ("chrf", "chrF"), ("ter", "TER"), ("tf_accuracy", "tf acc"),
-           ("tf_perplexity", "tf ppl"), ("tokens_per_second", "tokens/s"),
-           ("parameters", "params"), ("size_bytes", "size"), ("step", "step"))
-#: The terminal table leaves out what the markdown report keeps, to fit 80 columns (the
-#: parameter count gave way to the teacher-forced columns: the size on disk stays).
-TERMINAL_COLUMNS = tuple(c for c in COLUMNS if c[0] not in ("role", "step", "parameters"))
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
-def format_cell(key: str, value: Any) -> str:
-    if value is None:
-        return "-" if key.startswith("tf_") else "?"  # not computed is not unknown
-    if key == "tf_accuracy":
-        return f"{100 * value:.1f}%"
-    if key == "size_bytes":
-        return human_size(value)
-    if key == "parameters":
-        return f"{value / 1e6:.2f}M"
-    if isinstance(value, float):
-        return f"{value:.2f}" if key != "tokens_per_second" else f"{value:.0f}"
-    return str(value)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |",
-             "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(format_cell(k, row.get(k)) for k, _ in COLUMNS) + " |")
-    tests = sorted({r["test"] for r in rows})
-    sigs = sorted({r["bleu_signature"] for r in rows} | {r["chrf_signature"] for r in rows}
-                  | {r["ter_signature"] for r in rows})
-    notes = ["", f"Test set: {'; '.join(tests)}.", "",
-             "tf acc, tf ppl: teacher-forced token accuracy and perplexity (no label smoothing) "
-             "on the references, one value per model (repeated on each of its rows); "
-             "- where not computed (CTranslate2-only model, or --no-teacher-forced).",
-             "", "Signatures:"]
-    notes += [f"- `{s}`" for s in sigs]
-    return "\n".join(lines + notes) + "\n"

@@ -9,7 +9,9 @@ resumed alone::
     RUN/data/{split}.{lang}      cleaned text; {split}.sp.{lang} the same as pieces
     RUN/models/NAME/             config.yaml, onmt.yaml, checkpoints, train.log, model.json
     RUN/ct2/NAME-QUANT/          CTranslate2 conversions cached for eval and generate
-    RUN/reports/                 eval.json, eval.md, advice.json
+    RUN/reports/                 eval.json, eval.md, eval.png, advice.json
+    RUN/reports/hypotheses/TEST/ eval's translations, one file per model, checkpoint,
+                                 quantization, beam and sentence count of test set TEST
     RUN/export/NAME-QUANT/       default `kdnmt export` destination
 """
 
@@ -97,6 +99,26 @@ class RunDir:
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def eval_json(self) -> Path:
+        return self.reports_dir / "eval.json"
+
+    @property
+    def eval_md(self) -> Path:
+        return self.reports_dir / "eval.md"
+
+    @property
+    def eval_plot(self) -> Path:
+        return self.reports_dir / "eval.png"
+
+    def hypotheses(self, test_id: str, name: str, checkpoint_sha256: str, quantization: str,
+                   beam: int, sentences: int, lang: str) -> Path:
+        """Where `eval` writes one model's translations of one test set: every part of the
+        eval row's identity is in the path, so no evaluation overwrites another's output."""
+        return (self.reports_dir / "hypotheses" / check_name(test_id, "test set id")
+                / f"{check_name(name)}.{checkpoint_sha256[:12]}.{quantization}.beam{beam}"
+                  f".n{sentences}.{lang}")
 
     def export_dir(self, name: str, quantization: str) -> Path:
         return self.root / "export" / f"{check_name(name)}-{quantization}"

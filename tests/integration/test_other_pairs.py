@@ -75,5 +75,8 @@ def test_synthetic_pair_with_other_scripts(tmp_path: Path, tiny_config: Path, se
     valid = synthetic_pair(data, 60, seed + 100)
     test = synthetic_pair(data, 40, seed + 200)
     pipeline(tmp_path / "run", "el", "ru", train, valid, test, tiny_config, "αβγ δεζ ηθ")
-    hyps = (tmp_path / "run" / "reports" / "word.beam1.ru").read_text(encoding="utf-8")
+    reports = tmp_path / "run" / "reports"
+    row = next(r for r in json.loads((reports / "eval.json").read_text())["results"]
+               if r["model"] == "word" and r["beam"] == 1)
+    hyps = (reports / row["hypotheses"]).read_text(encoding="utf-8")
     assert not set(hyps) & set("abcdefghijklmnopqrstuvwxyz")  # no Latin leaks in
