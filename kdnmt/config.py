@@ -60,6 +60,14 @@ class TrainingConfig:
     seed: int = 1
     num_workers: int = 0
     max_minutes: float = 0.0
+    # TensorBoard event files under models/NAME/tensorboard (OpenNMT-py's writer; needs the
+    # kdnmt[tensorboard] extra). kdnmt's own metrics.csv is written either way.
+    tensorboard: bool = False
+    # The learning curve (models/NAME/curve.csv): greedy CTranslate2 BLEU/chrF of the first
+    # bleu_sentences valid pairs at the first checkpoint save at or after every bleu_every
+    # updates, and at the last one; 0 = no curve.
+    bleu_every: int = 500
+    bleu_sentences: int = 300
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "accum_count", "max_length", "valid_steps",
@@ -79,6 +87,10 @@ class TrainingConfig:
               "before a checkpoint is saved")
         check(self.num_workers >= 0, f"training.num_workers must be >= 0, got {self.num_workers}")
         check(self.max_minutes >= 0, f"training.max_minutes must be >= 0, got {self.max_minutes}")
+        check(self.bleu_every >= 0,
+              f"training.bleu_every must be >= 0 (0 = no learning curve), got {self.bleu_every}")
+        check(self.bleu_sentences >= 1,
+              f"training.bleu_sentences must be >= 1, got {self.bleu_sentences}")
 
 
 @dataclass

@@ -72,6 +72,7 @@ def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Pat
 
         apply_overrides(config, _overrides(opts), "command line")
         config.validate()
+        _check_extras(config)
         if not checkpoints:
             return config, None
         latest = checkpoints[-1]
@@ -83,9 +84,19 @@ def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Pat
                 f"model '{opts.name}' already exists in {run.root}; "
                 "pass --resume to continue it or --force to start again"
             )
-        shutil.rmtree(model_dir)
     config = resolve_config(opts.preset, opts.config_file, _overrides(opts))
+    _check_extras(config)  # before --force deletes anything
+    if model_dir.exists() and any(model_dir.iterdir()):
+        shutil.rmtree(model_dir)
     return config, None
+
+
+def _check_extras(config: TrainConfig) -> None:
+    """Optional packages the configuration asks for (training.tensorboard)."""
+    if config.training.tensorboard:
+        from kdnmt.onmt_bridge.training import require_tensorboard
+
+        require_tensorboard()
 
 
 def _init_source(run: RunDir, manifest: dict[str, Any],
@@ -154,6 +165,7 @@ def train(
     on_report: Callable[[Any], None] = lambda r: None,
     on_valid: Callable[[Any], None] = lambda r: None,
     on_start: Callable[[TrainConfig, int], None] = lambda c, s: None,
+    on_curve: Callable[[Any], None] = lambda p: None,
     loss_factory: Any = None,
     extra_info: dict[str, Any] | None = None,
     extra_stats: Any = None,
@@ -161,7 +173,11 @@ def train(
     extra_modules: dict[str, Any] | None = None,
     rank_setup: Any = None,
 ) -> dict[str, Any]:
-    """Train model ``opts.name`` of run ``opts.run``; returns its ``model.json`` content."""
+    """Train model ``opts.name`` of run ``opts.run``; returns its ``model.json`` content.
+
+    Besides checkpoints and ``model.json`` it writes ``metrics.csv`` (every report and
+    validation) and, with ``training.bleu_every``, ``curve.csv`` (:mod:`kdnmt.curves`;
+    ``on_curve`` gets each new point)."""
     from kdnmt.onmt_bridge.checkpoint import (
         count_parameters,
         list_checkpoints,
@@ -217,8 +233,24 @@ def train(
         from kdnmt.onmt_bridge.checkpoint import checkpoint_step
 
         start_step = checkpoint_step(train_from)
-    on_start(config, start_step)
+    # Step-keyed logs go back to the checkpoint a resumed run continues from (a fresh start
+    # has none): rows a stopped session wrote after its last checkpoint would repeat.
+    from kdnmt.metrics import MetricsLog, truncate_after
+
+    metrics = MetricsLog(model_dir, start_step)
     stats_csv = model_dir / "kd_stats.csv"
+    truncate_after(stats_csv, start_step)
+    curve = None
+    if config.training.bleu_every > 0:
+        from kdnmt.curves import CurveRecorder
+
+        curve = CurveRecorder(run, model_dir, every=config.training.bleu_every,
+                              sentences=config.training.bleu_sentences,
+                              max_length=config.training.max_length, start_step=start_step,
+                              src=src, tgt=tgt, on_point=on_curve)
+    on_start(config, start_step)
+    if curve is not None and train_from is not None:
+        curve(start_step, train_from, False)  # a kill between a checkpoint and its point
     # A warm start applies to a fresh run only: a resumed one continues its own checkpoint.
     training: dict[str, Any] = {"device": opts.device, "init_from": (
         str(init_checkpoint) if init_checkpoint is not None and train_from is None else None)}
@@ -234,15 +266,20 @@ def train(
                                            *(f"{v:.6f}" for v in r.extra.values())]) + "\n")
             except OSError as exc:  # a full disk: name the file (write() errors carry none)
                 raise OSError(exc.errno, exc.strerror, str(stats_csv)) from exc
+        metrics.train(r)
         on_report(r)
+
+    def valid(v: Any) -> None:
+        metrics.valid(v)
+        on_valid(v)
 
     if opts.world_size > 1:
         from kdnmt.onmt_bridge.distributed import run_data_parallel
 
         result = run_data_parallel(opt, opts.world_size, rank_setup, training=training,
-                                   on_report=report, on_valid=on_valid)
+                                   on_report=report, on_valid=valid, on_checkpoint=curve)
     else:
-        result = run_training(opt, on_report=report, on_valid=on_valid,
+        result = run_training(opt, on_report=report, on_valid=valid, on_checkpoint=curve,
                               max_seconds=config.training.max_minutes * 60,
                               loss_factory=loss_factory, extra_stats=extra_stats,
                               extra_modules=extra_modules, **training)

@@ -115,6 +115,10 @@ def onmt_train_options(
         "num_workers": t.num_workers,
         "bucket_size": bucket_size_for(train_pairs),
         "log_file": str(model_dir / "train.log"),
+        # OpenNMT-py's own TensorBoard writer (training.tensorboard, the kdnmt[tensorboard]
+        # extra); it adds a dated subdirectory per training session.
+        "tensorboard": t.tensorboard,
+        "tensorboard_log_dir": str(model_dir / "tensorboard"),
         "world_size": world_size if device == "cuda" else 1,
         "gpu_ranks": list(range(world_size)) if device == "cuda" else [],
     }

@@ -3,7 +3,9 @@
 This follows ``onmt.train_single.main`` step for step (vocab, model, optimizer, saver,
 trainer, iterators) and reuses every piece of it; it differs in three places that kdnmt needs:
 
-- progress goes to a callback (:class:`TrainReport`) instead of OpenNMT-py's console log;
+- progress goes to a callback (:class:`TrainReport`) instead of OpenNMT-py's console log
+  (and, with ``opt.tensorboard``, to OpenNMT-py's own TensorBoard writer, as ``onmt_train``);
+- every checkpoint save is announced to ``on_checkpoint`` (the learning curve scores it);
 - a wall-clock budget stops training cleanly (and saves) instead of only a step count;
 - ``loss_factory`` may replace the training loss built by ``LossCompute.from_opts``: this is
   the hook where distillation losses plug in (issue "kdnmt distill").
@@ -51,6 +53,23 @@ class ValidReport:
     loss: float
     accuracy: float
     perplexity: float
+    elapsed: float = 0.0  # seconds since this training session started
+
+
+#: ``on_checkpoint(step, path, final)``: called after each checkpoint save of rank 0, and once
+#: more with ``final=True`` for the last checkpoint when training ends (same step possible).
+CheckpointHook = Callable[[int, Path, bool], None]
+
+
+def require_tensorboard() -> None:
+    """``training.tensorboard`` uses OpenNMT-py's writer, ``torch.utils.tensorboard``, which
+    needs the ``tensorboard`` package: say so before anything is written, not in a traceback
+    from deep inside the trainer."""
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise KdnmtError("training.tensorboard needs the tensorboard package: pip install "
+                         "'kdnmt[tensorboard]' (or set training.tensorboard: false)") from None
 
 
 @dataclass
@@ -66,17 +85,18 @@ LossFactory = Callable[[argparse.Namespace, Any, dict[str, Any]], Any]
 
 
 def _report_manager_class() -> type:
-    from onmt.utils.report_manager import ReportMgrBase
+    from onmt.utils.report_manager import ReportMgr
 
-    class CallbackReportManager(ReportMgrBase):
-        """Sends OpenNMT-py's statistics to kdnmt callbacks instead of its logger."""
-
-        tensorboard_writer = None
+    class CallbackReportManager(ReportMgr):
+        """Sends OpenNMT-py's statistics to kdnmt callbacks instead of its console, and to the
+        TensorBoard writer OpenNMT-py built (``opt.tensorboard``) the way its ReportMgr does."""
 
         def __init__(self, report_every: int, on_report: Callable[[TrainReport], None],
                      on_valid: Callable[[ValidReport], None],
-                     extra_stats: Callable[[], dict[str, float]] | None = None):
-            super().__init__(report_every, start_time=-1.0)
+                     extra_stats: Callable[[], dict[str, float]] | None = None,
+                     tensorboard_writer: Any = None):
+            super().__init__(report_every, start_time=-1.0,
+                             tensorboard_writer=tensorboard_writer)
             self.extra_stats = extra_stats
             self.on_report = on_report
             self.on_valid = on_valid
@@ -104,16 +124,22 @@ def _report_manager_class() -> type:
             if report.extra:
                 self.log("Step %d KD: %s", step,
                          "; ".join(f"{k} {v:.4f}" for k, v in report.extra.items()))
+            self.maybe_log_tensorboard(report_stats, "progress", learning_rate, patience, step)
+            if self.tensorboard_writer is not None:
+                for key, value in report.extra.items():
+                    self.tensorboard_writer.add_scalar(f"kd/{key}", value, step)
             self.on_report(report)
 
         def _report_step(self, lr, patience, step, valid_stats=None, train_stats=None):
             if valid_stats is not None:
                 self.last_valid = ValidReport(step=step, loss=valid_stats.xent(),
                                               accuracy=valid_stats.accuracy(),
-                                              perplexity=valid_stats.ppl())
+                                              perplexity=valid_stats.ppl(),
+                                              elapsed=time.time() - self.start_time)
                 self.log("Validation step %d; loss %.4f; acc %.2f; ppl %.2f", step,
                          self.last_valid.loss, self.last_valid.accuracy,
                          self.last_valid.perplexity)
+                self.maybe_log_tensorboard(valid_stats, "valid", lr, patience, step)
                 self.on_valid(self.last_valid)
 
     return CallbackReportManager
@@ -160,6 +186,7 @@ def run_training(
     *,
     on_report: Callable[[TrainReport], None] = lambda r: None,
     on_valid: Callable[[ValidReport], None] = lambda r: None,
+    on_checkpoint: CheckpointHook | None = None,
     max_seconds: float = 0.0,
     loss_factory: LossFactory | None = None,
     extra_stats: Callable[[], dict[str, float]] | None = None,
@@ -176,7 +203,9 @@ def run_training(
     :mod:`.distributed`): it reads every ``world_size``-th example from ``rank`` on, and
     OpenNMT-py's trainer all-reduces gradients and statistics over the process group.
     ``init_from`` (a checkpoint path) warm-starts a fresh run from another model's weights
-    (:func:`.checkpoint.load_initial_weights`).
+    (:func:`.checkpoint.load_initial_weights`). ``on_checkpoint`` runs in rank 0 only, between
+    updates (the ranks wait for it at their next all-reduce); it must not touch the model or
+    the random state, so that it changes nothing in training.
     """
     from onmt.constants import CorpusTask
     from onmt.inputters.dynamic_iterator import build_dynamic_dataset_iter
@@ -223,9 +252,18 @@ def run_training(
     if world_size > 1 and device_id < 0:
         # build_trainer assumes GPUs for data parallelism; on CPU (gloo) we set the ranks.
         trainer.n_gpu, trainer.gpu_rank, trainer.parallel_mode = world_size, rank, "data_parallel"
+    # build_trainer made OpenNMT-py's report manager, with its TensorBoard writer when
+    # opt.tensorboard is set (a dated subdirectory of tensorboard_log_dir per session): keep
+    # that writer, in rank 0 only (CPU ranks all look like rank -1 to OpenNMT-py).
+    writer = getattr(trainer.report_manager, "tensorboard_writer", None)
+    if writer is not None and rank != 0:
+        writer.close()
+        writer = None
     report_manager = _report_manager_class()(opt.report_every, on_report, on_valid,
-                                             extra_stats)
+                                             extra_stats, tensorboard_writer=writer)
     trainer.report_manager = report_manager
+    if on_checkpoint is not None and rank == 0 and model_saver is not None:
+        _announce_saves(model_saver, opt.save_model, on_checkpoint)
     if loss_factory is not None:
         trainer.train_loss = loss_factory(opt, model, vocabs)
         # Losses that change with training progress (scheduled gates) read the step here.
@@ -248,15 +286,37 @@ def run_training(
         # Dropout continues from the state the checkpoint was saved with (see shims); with
         # several ranks each has its own state and rank 0 alone saves: they start afresh.
         torch.set_rng_state(rng_state)
-    trainer.train(
-        _budgeted(_skip_batches(train_iter, consumed), deadline, flag),
-        opt.train_steps,
-        save_checkpoint_steps=opt.save_checkpoint_steps,
-        valid_iter=valid_iter,
-        valid_steps=opt.valid_steps,
-    )
+    try:
+        trainer.train(
+            _budgeted(_skip_batches(train_iter, consumed), deadline, flag),
+            opt.train_steps,
+            save_checkpoint_steps=opt.save_checkpoint_steps,
+            valid_iter=valid_iter,
+            valid_steps=opt.valid_steps,
+        )
+    finally:
+        if writer is not None:
+            writer.close()  # flushes the events written since its last flush
     if world_size > 1:
         _check_ranks_in_sync(model)
     # Trainer.train saved the final checkpoint; optim.training_step is one past it.
     torch.set_grad_enabled(True)
-    return TrainResult(optim.training_step - 1, flag["stopped"], report_manager.last_valid)
+    last_step = optim.training_step - 1
+    final = Path(f"{opt.save_model}_step_{last_step}.pt")
+    if on_checkpoint is not None and rank == 0 and final.is_file():
+        on_checkpoint(last_step, final, True)
+    return TrainResult(last_step, flag["stopped"], report_manager.last_valid)
+
+
+def _announce_saves(model_saver: Any, save_model: str, hook: CheckpointHook) -> None:
+    """Call ``hook`` after every checkpoint OpenNMT-py's saver publishes (it names them
+    ``{save_model}_step_{step}.pt``; a save of an already saved step writes nothing)."""
+    save = model_saver.save
+
+    def save_and_announce(step: int, moving_average: Any = None) -> None:
+        save(step, moving_average=moving_average)
+        path = Path(f"{save_model}_step_{step}.pt")
+        if path.is_file():
+            hook(step, path, False)
+
+    model_saver.save = save_and_announce
