@@ -331,6 +331,7 @@ def _assemble(gen: Generation, sources: list[str], records: list[dict[str, Any]]
                 handle.write(record["h"][pick] + "\n")
                 if i % 1000 == 0:
                     progress(Progress("selecting", i, len(records)))
+        progress(Progress("selecting", len(records), len(records)))  # the bar ends full
     dropped = [i for i, k in enumerate(keep) if not k]
     return {
         "outputs": {name: {"path": p.name, "sha256": sha256_file(p)} for name, p in outputs.items()},

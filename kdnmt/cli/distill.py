@@ -16,7 +16,7 @@ from kdnmt.cli.common import (
     console,
     error_boundary,
 )
-from kdnmt.cli.train import run_with_progress
+from kdnmt.cli.progress import run_with_progress
 from kdnmt.config import PRESETS
 from kdnmt.distill import METHODS
 

@@ -6,9 +6,9 @@ import time
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from kdnmt.cli.common import RunOption, console, error_boundary, limit_torch_threads
+from kdnmt.cli.progress import Display, Eta
 
 
 @error_boundary
@@ -63,19 +63,21 @@ def generate_command(
                            max_length=max_length, length_ratio=length_ratio, force=force,
                            engine=engine, ray_address=ray_address, ray_actors=ray_actors)
     start = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                  console=console) as bar:
+    with Display(console) as bar:
         tasks: dict[str, int] = {}
         stage_start: dict[str, float] = {}
+        etas: dict[str, Eta] = {}
 
         def on_progress(p) -> None:  # type: ignore[no-untyped-def]
             if p.stage not in tasks:
-                tasks[p.stage] = bar.add_task(p.stage, total=p.total, rate="")
+                tasks[p.stage] = bar.add(p.stage, total=p.total, completed=p.done)
                 stage_start[p.stage] = time.perf_counter()
+                etas[p.stage] = Eta(p.total)
             elapsed = max(time.perf_counter() - stage_start[p.stage], 1e-9)
-            rate = f"{p.tokens / elapsed:,.0f} tok/s" if p.tokens else ""
-            bar.update(tasks[p.stage], completed=p.done, total=p.total, rate=rate)
+            etas[p.stage].total = p.total
+            rate = f"{p.tokens / elapsed:,.0f} tok/s · " if p.tokens else ""
+            bar.update(tasks[p.stage], completed=p.done, total=p.total,
+                       info=rate + etas[p.stage](p.done))
 
         result = generate(opts, progress=on_progress)
     seconds = time.perf_counter() - start

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kdnmt.cli.common import console, error_boundary, limit_torch_threads
+from kdnmt.cli.progress import Display, Eta
 from kdnmt.study import StudyObserver
 
 
@@ -26,10 +26,11 @@ class _Display(StudyObserver):
     times the cells left: earlier sessions ran under other loads, and skipped cells cost
     nothing), plus the current cell's training steps."""
 
-    def __init__(self, progress: Progress):
+    def __init__(self, progress: Display):
         self.progress = progress
-        self.cells_task = progress.add_task("cells", total=None, info="")
+        self.cells_task = progress.add("cells", total=None, info="")
         self.train_task: Any = None
+        self.eta = Eta(None)
         self.durations: list[float] = []
         self.done = self.total = 0
 
@@ -47,14 +48,14 @@ class _Display(StudyObserver):
     def cells(self, done: int, total: int) -> None:
         self.done, self.total = done, total
         if done:
-            self.progress.console.print(f"{done} of {total} cells already finished: skipped")
+            self.progress.print(f"{done} of {total} cells already finished: skipped")
         self._refresh()
 
     def cell_start(self, cell: Any, resume: bool) -> None:
         if self.train_task is not None:
-            self.progress.remove_task(self.train_task)
+            self.progress.remove(self.train_task)
         verb = "resuming" if resume else "training"
-        self.train_task = self.progress.add_task(f"{cell.label}", total=None, info=verb)
+        self.train_task = self.progress.add(cell.label, total=None, info=verb)
         self._refresh(f"{verb} {cell.label}")
 
     def cell_end(self, cell: Any, seconds: float, trained: bool, info: dict[str, Any]) -> None:
@@ -62,26 +63,28 @@ class _Display(StudyObserver):
         if trained:
             self.durations.append(seconds)
         if self.train_task is not None:
-            self.progress.remove_task(self.train_task)
+            self.progress.remove(self.train_task)
             self.train_task = None
         budget = " (time budget reached)" if info.get("stopped_by_time_budget") else ""
         what = f"step {info.get('step')}{budget}" if trained else "evaluated"
-        self.progress.console.print(f"[green]done[/] {cell.label}: {what}, {_minutes(seconds)}")
+        self.progress.print(f"[green]done[/] {cell.label}: {what}, {_minutes(seconds)}")
         self._refresh()
 
     def train_start(self, config: Any, start_step: int) -> None:
         if self.train_task is None:  # the teacher, trained by the study
-            self.train_task = self.progress.add_task("teacher", total=None, info="")
+            self.train_task = self.progress.add("teacher", total=None, info="")
+        self.eta = Eta(config.training.steps, config.training.max_minutes * 60)
         self.progress.update(self.train_task, total=config.training.steps, completed=start_step)
 
     def train_report(self, r: Any) -> None:
         if self.train_task is not None:
             extra = " ".join(f"{k} {v:.3f}" for k, v in r.extra.items())
             self.progress.update(self.train_task, completed=r.step,
-                                 info=f"loss {r.loss:.3f} acc {r.accuracy:.1f}% {extra}")
+                                 info=f"loss {r.loss:.3f} acc {r.accuracy:.1f}% {extra}"
+                                      f" · {self.eta(r.step)}")
 
     def train_valid(self, v: Any) -> None:
-        self.progress.console.print(f"  step {v.step}: valid loss {v.loss:.3f} "
+        self.progress.print(f"  step {v.step}: valid loss {v.loss:.3f} "
                                     f"acc {v.accuracy:.1f}% ppl {v.perplexity:.1f}")
 
 
@@ -111,9 +114,7 @@ def study_command(
         return
     limit_torch_threads()
     start = time.monotonic()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    with Display(console) as progress:
         result = run_study(spec, run, observer=_Display(progress), max_cells=max_cells)
     elapsed = _minutes(time.monotonic() - start)
     if result.stopped_early:

@@ -6,61 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from kdnmt.cli.common import (
     DeviceOption,
     InitFromOption,
     RunOption,
     WorldSizeOption,
-    console,
     error_boundary,
-    limit_torch_threads,
 )
+from kdnmt.cli.progress import run_with_progress
 from kdnmt.config import PRESETS
-
-
-def training_progress() -> Progress:
-    """The progress display shared by `train` and `distill`."""
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
-        TimeRemainingColumn(), console=console, transient=False,
-    )
-
-
-def run_with_progress(runner, description: str) -> dict:  # type: ignore[no-untyped-def]
-    """Call ``runner(on_report=, on_valid=, on_start=)`` (:func:`kdnmt.train.train` or
-    :func:`kdnmt.distill.distill` with their options bound) under a rich progress bar."""
-    limit_torch_threads()
-    with training_progress() as progress:
-        task = progress.add_task(description, total=None, stats="starting")
-
-        def on_start(config, start_step):  # type: ignore[no-untyped-def]
-            progress.update(task, total=config.training.steps, completed=start_step)
-
-        def on_report(r):  # type: ignore[no-untyped-def]
-            extra = " ".join(f"{k} {v:.3f}" for k, v in r.extra.items())
-            progress.update(task, completed=r.step, stats=(
-                f"loss {r.loss:.3f} acc {r.accuracy:.1f}% ppl {r.perplexity:.1f} "
-                f"{r.tokens_per_second:,.0f} tok/s {extra}"))
-
-        def on_valid(v):  # type: ignore[no-untyped-def]
-            progress.console.print(f"  step {v.step}: valid loss {v.loss:.3f} "
-                                   f"acc {v.accuracy:.1f}% ppl {v.perplexity:.1f}")
-
-        info = runner(on_report=on_report, on_valid=on_valid, on_start=on_start)
-    ended = "time budget reached" if info["stopped_by_time_budget"] else "done"
-    console.print(f"[green]{info['name']}[/]: {ended} at step {info['step']}, "
-                  f"{info['parameters']:,} parameters, checkpoint {info['checkpoint']}")
-    return info
 
 
 @error_boundary
