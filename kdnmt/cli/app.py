@@ -14,6 +14,7 @@ from kdnmt.cli.evaluate import eval_command
 from kdnmt.cli.export import export_command
 from kdnmt.cli.generate import generate_command
 from kdnmt.cli.noise import noise_command
+from kdnmt.cli.plot import plot_command
 from kdnmt.cli.prepare import prepare_command
 from kdnmt.cli.study import study_command
 from kdnmt.cli.train import train_command
@@ -37,6 +38,7 @@ app.command("distill")(distill_command)
 app.command("export")(export_command)
 app.command("translate")(translate_command)
 app.command("eval")(eval_command)
+app.command("plot")(plot_command)
 app.command("doctor")(doctor_command)
 app.command("study")(study_command)
 
