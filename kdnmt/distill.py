@@ -16,7 +16,10 @@ atkd          references                                     adaptive token-wise
 ============  =============================================  ==================================
 
 Token-level teachers come from the `generate --soft-targets` store (``cache``, used when it
-exists) or from the frozen teacher in this process (``online``).
+exists) or from the frozen teacher in this process (``online``). ATKD and Self-Evolution KD read
+the teacher's whole distribution, so they default to ``online`` and use a top-k cache only when
+asked for, with a warning (:func:`distill_warning`). Self-Evolution KD is a fine-tuning
+stage: it starts from a trained student (``--init-from``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ METHODS: dict[str, tuple[str, str | None]] = {
     "hybrid": ("references", "word"),
 }
 TEACHER_MODES = ("cache", "online")
+#: Methods whose loss reads the teacher's whole distribution (kd-losses.md): online by default.
+FULL_TEACHER_METHODS = ("atkd", "selfevo")
 
 
 @dataclass
@@ -62,6 +67,8 @@ class DistillOptions:
     force: bool = False
     hparams: dict[str, float] = field(default_factory=dict)
     gate: str = "learned"
+    gate_prior: float | None = None
+    gate_tau: float | None = None
     world_size: int = 1
     device: str = "cpu"
     init_from: str | None = None
@@ -71,12 +78,24 @@ def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, float
     if opts.method not in METHODS:
         raise KdnmtError(f"unknown method '{opts.method}' (methods: {', '.join(METHODS)})")
     data, loss = METHODS[opts.method]
+    gate_options = opts.gate_prior is not None or opts.gate_tau is not None
     if opts.method == "hybrid":
-        from kdnmt.gate import GateSpec
+        from kdnmt.gate import GateSpec, check_gate_prior_tau
 
-        GateSpec.parse(opts.gate)
+        spec = GateSpec.parse(opts.gate)
+        check(spec.kind == "learned" or not gate_options,
+              "--gate-prior and --gate-tau shape the learned gate's objective: they do not "
+              f"apply to --gate {opts.gate}")
+        objective = gate_objective_of(opts)
+        check_gate_prior_tau(objective.prior, objective.tau)
     else:
         check(opts.gate == "learned", "--gate applies to method 'hybrid' only")
+        check(not gate_options, "--gate-prior and --gate-tau apply to method 'hybrid' only")
+    if opts.method == "selfevo":
+        check(opts.init_from is not None,
+              "selfevo is a fine-tuning stage: start it from a trained student of this run with "
+              "--init-from NAME (from a cold start its hard-token gradient is hundreds of times "
+              "weaker than CE's and the student collapses; see docs/distill.md)")
     if loss is None:
         if opts.hparams:
             raise KdnmtError(f"--{next(iter(opts.hparams)).replace('_', '-')} does not apply to "
@@ -94,6 +113,25 @@ def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, float
             message = (f"--{name.replace('_', '-')} does not apply "
                        f"(its options: {valid.replace('_', '-')})")
         raise KdnmtError(f"method '{opts.method}': {message}") from None
+
+
+def gate_objective_of(opts: DistillOptions) -> Any:
+    """The learned gate's objective options, with the contract's defaults (prior 0.5, tau 1)."""
+    from kdnmt.onmt_bridge.kd_loss import GateObjective
+
+    default = GateObjective()
+    return GateObjective(prior=default.prior if opts.gate_prior is None else opts.gate_prior,
+                         tau=default.tau if opts.gate_tau is None else opts.gate_tau)
+
+
+def distill_warning(opts: DistillOptions) -> str | None:
+    """The warning line for a full-teacher method (atkd, selfevo) asked to read a top-k cache,
+    else None. Such a run is allowed, as an explicit, recorded approximation."""
+    if opts.method not in FULL_TEACHER_METHODS or opts.teacher_mode != "cache":
+        return None
+    return (f"{opts.method} on a top-k cache is an approximation: UNC = 1 - p(gold) is 1 "
+            "wherever the gold id is outside the kept k, and the non-target distribution has at "
+            "most k - 1 ids; --teacher-mode online (the default) reads the full teacher")
 
 
 def _training_data(run: RunDir, manifest: dict[str, Any], data: str,
@@ -153,7 +191,9 @@ def _teacher_source(opts: DistillOptions, run: RunDir, manifest: dict[str, Any],
 def _teacher_mode(opts: DistillOptions, run: RunDir, data: str) -> str:
     along = "references" if data == "references" else "pseudo-targets"
     store_dir = run.root / "generated" / opts.teacher / f"soft-{along}"
-    mode = opts.teacher_mode or ("cache" if store_dir.is_dir() else "online")
+    default = ("online" if opts.method in FULL_TEACHER_METHODS or not store_dir.is_dir()
+               else "cache")
+    mode = opts.teacher_mode or default
     check(mode in TEACHER_MODES, f"--teacher-mode must be one of {TEACHER_MODES}")
     return mode
 
@@ -188,8 +228,15 @@ def _plan(opts: DistillOptions) -> _Plan:
         files = _training_data(run, manifest, data, opts.teacher)
         if loss is not None:
             extra["teacher_mode"] = _teacher_mode(opts, run, data)
+            if distill_warning(opts):
+                extra["approximation"] = distill_warning(opts)
         if opts.method == "hybrid":
             extra["gate"] = opts.gate
+            from kdnmt.gate import GateSpec
+
+            if GateSpec.parse(opts.gate).kind == "learned":
+                objective = gate_objective_of(opts)
+                extra["gate_objective"] = {"prior": objective.prior, "tau": objective.tau}
     return _Plan(run, manifest, data, loss, hparams, extra, files, info)
 
 
@@ -250,9 +297,12 @@ def _hybrid(opts: DistillOptions, run: RunDir, hparams: dict[str, float], source
     pseudo_path = run.root / "generated" / opts.teacher / generated["outputs"]["pseudo"]["path"]
     pseudo_lines = pseudo_path.read_text(encoding="utf-8").splitlines()
     steps = opts.steps or resolve_config(opts.preset, opts.config_file).training.steps
-    factory = hybrid_loss_factory(hparams, source, spec, pseudo_lines, running, steps)
+    objective = gate_objective_of(opts)
+    factory = hybrid_loss_factory(hparams, source, spec, pseudo_lines, running, steps,
+                                  objective=objective)
     modules = None
     if spec.kind == "learned":
         name = GATE_PREFIX.rstrip(".")
-        modules = {name: lambda model: SourceGate(model.generator.weight.shape[1])}
+        modules = {name: lambda model: SourceGate(model.generator.weight.shape[1],
+                                                  prior=objective.prior)}
     return factory, modules

@@ -8,11 +8,13 @@ tensors; masked positions contribute exactly 0.
 """
 
 from kdnmt.losses.atkd import atkd, atkd_with_stats, dkd_terms
-from kdnmt.losses.hybrid import hybrid
+from kdnmt.losses.hybrid import gate_objective, gate_target, hybrid
 from kdnmt.losses.registry import LOSSES, HParam, LossSpec, get_spec, validate_hparams
 from kdnmt.losses.self_evolution import (
     DEFAULT_THRESHOLD,
+    parse_threshold,
     self_evolution_kd,
+    self_evolution_kd_stats,
     self_evolution_kd_with_stats,
 )
 from kdnmt.losses.topk import topk_to_logprobs
@@ -26,9 +28,13 @@ __all__ = [
     "atkd",
     "atkd_with_stats",
     "dkd_terms",
+    "gate_objective",
+    "gate_target",
     "get_spec",
     "hybrid",
+    "parse_threshold",
     "self_evolution_kd",
+    "self_evolution_kd_stats",
     "self_evolution_kd_with_stats",
     "topk_to_logprobs",
     "validate_hparams",

@@ -15,7 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from kdnmt.losses.atkd import atkd
-from kdnmt.losses.self_evolution import DEFAULT_THRESHOLD, self_evolution_kd
+from kdnmt.losses.self_evolution import DEFAULT_THRESHOLD, parse_threshold, self_evolution_kd
 from kdnmt.losses.word_kd import word_kd
 
 
@@ -29,6 +29,9 @@ class HParam:
     high: float | None = None
     low_inclusive: bool = True
     high_inclusive: bool = True
+    #: Accepts text values beyond a number (e.g. selfevo's ``quantile:Q``): returns the value
+    #: to use or raises ``ValueError`` with a one-line message. ``None`` = numbers only.
+    parse: Callable[[Any], Any] | None = None
 
     def describe(self) -> str:
         """The valid range as text, e.g. ``0 <= alpha <= 1`` or ``temperature > 0``."""
@@ -68,6 +71,12 @@ class LossSpec:
         return {h.name: h.default for h in self.hparams}
 
 
+def _threshold_value(raw: Any) -> float | str:
+    """selfevo's threshold: nats (a number) or ``quantile:Q`` (kept as its text)."""
+    kind, value = parse_threshold(raw if isinstance(raw, str) else _as_number("threshold", raw))
+    return value if kind == "nats" else f"quantile:{value:g}"
+
+
 LOSSES: dict[str, LossSpec] = {
     "word": LossSpec(
         "word",
@@ -84,7 +93,7 @@ LOSSES: dict[str, LossSpec] = {
         (
             HParam("lam", 0.5, 0.0, 1.0),
             HParam("beta", 0.5, 0.0, 1.0),
-            HParam("threshold", DEFAULT_THRESHOLD, 0.0, None),
+            HParam("threshold", DEFAULT_THRESHOLD, 0.0, None, parse=_threshold_value),
         ),
     ),
     "atkd": LossSpec(
@@ -123,7 +132,7 @@ def _as_number(name: str, value: Any) -> float:
     raise ValueError(f"{name}={value!r} is not a number")
 
 
-def validate_hparams(method: str, hparams: Mapping[str, Any] | None = None) -> dict[str, float]:
+def validate_hparams(method: str, hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Check ``hparams`` for ``method`` and return them completed with the defaults.
 
     Raises ``ValueError`` with a one-line message naming the offending parameter and its
@@ -139,6 +148,10 @@ def validate_hparams(method: str, hparams: Mapping[str, Any] | None = None) -> d
                 f"unknown hyper-parameter {name!r} for method {method!r}: "
                 f"expected one of {', '.join(known)}"
             )
+        parse = known[name].parse
+        if parse is not None:
+            result[name] = parse(raw)
+            continue
         value = _as_number(name, raw)
         if not known[name].contains(value):
             raise ValueError(f"{name}={value:g} is out of range: expected {known[name].describe()}")

@@ -32,10 +32,45 @@ and shrinks as training converges. The hard fraction is logged, so the value can
 """
 
 
+QUANTILE_PREFIX = "quantile:"
+
+
+def parse_threshold(threshold: float | str) -> tuple[str, float]:
+    """``("nats", value)`` for a fixed threshold, ``("quantile", Q)`` for ``"quantile:Q"``.
+
+    Why a dynamic threshold: a fixed one in nats makes nearly every token hard for a student
+    far from its targets and nearly none for a converged one; the Q-quantile of the batch's
+    difficulties keeps a share ``1 - Q`` of tokens hard at every stage (the paper leaves the
+    choice open). Raises ``ValueError`` with a one-line message for anything else.
+    """
+    if isinstance(threshold, str):
+        text = threshold.strip()
+        if text.startswith(QUANTILE_PREFIX):
+            try:
+                q = float(text[len(QUANTILE_PREFIX):])
+            except ValueError:
+                raise ValueError(f"threshold={threshold!r} is not quantile:Q with a number Q"
+                                 ) from None
+            if not (math.isfinite(q) and 0.0 <= q <= 1.0):
+                raise ValueError(f"threshold={threshold!r} is out of range: expected "
+                                 "quantile:Q with 0 <= Q <= 1")
+            return "quantile", q
+        try:
+            threshold = float(text)
+        except ValueError:
+            raise ValueError(f"threshold={threshold!r} is neither a number of nats nor "
+                             "quantile:Q") from None
+    if isinstance(threshold, bool) or not math.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold={threshold!r} is out of range: expected threshold >= 0 "
+                         "(nats) or quantile:Q")
+    return "nats", float(threshold)
+
+
 def _self_evolution_rows(
-    s: Tensor, t: Tensor, y: Tensor, lam: float, beta: float, threshold: float
-) -> tuple[Tensor, Tensor]:
-    """Per-position losses ``[N]`` and the hard-token mask ``[N]`` (inputs already prepared)."""
+    s: Tensor, t: Tensor, y: Tensor, lam: float, beta: float, threshold: float | str
+) -> tuple[Tensor, Tensor, float]:
+    """Per-position losses ``[N]``, the hard-token mask ``[N]`` and the threshold used (nats)
+    (inputs already prepared)."""
     log_q = F.log_softmax(s, dim=-1)
     log_p = F.log_softmax(t, dim=-1)  # no-op for proper log-probs; defensive renormalisation
     log_onehot = torch.full_like(log_p, NEG_INF).scatter(1, y[:, None], 0.0)
@@ -43,14 +78,43 @@ def _self_evolution_rows(
     log_yt = torch.logaddexp(safe_log(1.0 - lam) + log_onehot, safe_log(lam) + log_p)
 
     difficulty = kl_rows(log_yt, log_q)
-    hard = difficulty.detach() > threshold
+    kind, value = parse_threshold(threshold)
+    if kind == "quantile":
+        value = float(torch.quantile(difficulty.detach().double(), value))
+    hard = difficulty.detach() > value
 
     # Where y~ = 0 the value of log q^ is irrelevant (weighted by 0 in the KL); using a finite
     # stand-in keeps logaddexp away from (-inf, -inf), whose backward is NaN (beta = 0).
     log_yt_safe = torch.where(log_yt > NEG_INF, log_yt, torch.zeros_like(log_yt))
     log_q_hat = torch.logaddexp(safe_log(beta) + log_q, safe_log(1.0 - beta) + log_yt_safe)
     proxy = kl_rows(log_yt, log_q_hat)
-    return torch.where(hard, proxy, difficulty), hard
+    return torch.where(hard, proxy, difficulty), hard, value
+
+
+def self_evolution_kd_stats(
+    s: Tensor,
+    t: Tensor,
+    y: Tensor,
+    *,
+    lam: float = 0.5,
+    beta: float = 0.5,
+    threshold: float | str = DEFAULT_THRESHOLD,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """``self_evolution_kd`` plus ``{"hard_tokens": share of hard positions, "threshold":
+    the threshold used, in nats}`` (the quantile's value in this batch for ``quantile:Q``).
+
+    The contract asks for the hard share to be logged; the figures are returned separately
+    (Python floats; an empty batch gives 0.0 and the fixed threshold) so the plain loss keeps
+    the common signature.
+    """
+    s, t, y = prepare(s, t, y, mask)
+    if y.numel() == 0:
+        kind, value = parse_threshold(threshold)
+        return zero_loss(s), {"hard_tokens": 0.0,
+                              "threshold": value if kind == "nats" else 0.0}
+    rows, hard, value = _self_evolution_rows(s, t, y, lam, beta, threshold)
+    return rows.sum(), {"hard_tokens": float(hard.float().mean()), "threshold": value}
 
 
 def self_evolution_kd_with_stats(
@@ -60,19 +124,13 @@ def self_evolution_kd_with_stats(
     *,
     lam: float = 0.5,
     beta: float = 0.5,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | str = DEFAULT_THRESHOLD,
     mask: Tensor | None = None,
 ) -> tuple[Tensor, float]:
-    """``self_evolution_kd`` plus the fraction of hard tokens among the real positions.
-
-    The contract asks for the hard fraction to be logged; it is returned separately (as a
-    Python float, 0.0 for an empty batch) so the plain loss keeps the common signature.
-    """
-    s, t, y = prepare(s, t, y, mask)
-    if y.numel() == 0:
-        return zero_loss(s), 0.0
-    rows, hard = _self_evolution_rows(s, t, y, lam, beta, threshold)
-    return rows.sum(), float(hard.float().mean())
+    """``self_evolution_kd`` plus the share of hard tokens among the real positions."""
+    loss, stats = self_evolution_kd_stats(s, t, y, lam=lam, beta=beta, threshold=threshold,
+                                          mask=mask)
+    return loss, stats["hard_tokens"]
 
 
 def self_evolution_kd(
@@ -82,7 +140,7 @@ def self_evolution_kd(
     *,
     lam: float = 0.5,
     beta: float = 0.5,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | str = DEFAULT_THRESHOLD,
     mask: Tensor | None = None,
 ) -> Tensor:
     """Self-Evolution KD loss, summed over positions.
@@ -106,7 +164,9 @@ def self_evolution_kd(
         y: target ids ``[N]``.
         lam: weight of the teacher in the target mixture, in ``[0, 1]``.
         beta: weight of the student in the proxy distribution, in ``[0, 1]``.
-        threshold: difficulty threshold in nats (see ``DEFAULT_THRESHOLD`` for the choice).
+        threshold: difficulty threshold in nats (see ``DEFAULT_THRESHOLD`` for the choice),
+            or ``"quantile:Q"``: the Q-quantile of the batch's difficulties, so that a share
+            ``1 - Q`` of the tokens is hard (:func:`parse_threshold`).
         mask: optional ``[N]`` bool, True for real tokens; other rows contribute exactly 0.
 
     Returns:

@@ -43,31 +43,39 @@ class RunningStats:
 
     sums: dict[str, float] = field(default_factory=dict)
     count: int = 0
+    extremes: dict[str, float] = field(default_factory=dict)
 
-    def add(self, values: dict[str, float]) -> None:
+    def add(self, values: dict[str, float], reduce: dict[str, str] | None = None) -> None:
+        """Add one batch's figures: averaged over the interval, except the keys of ``reduce``,
+        kept as their ``"min"`` or ``"max"`` over the interval's batches."""
+        reduce = reduce or {}
         for key, value in values.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            if key in reduce:
+                pick = min if reduce[key] == "min" else max
+                self.extremes[key] = pick(self.extremes.get(key, float(value)), float(value))
+            else:
+                self.sums[key] = self.sums.get(key, 0.0) + float(value)
         self.count += 1
 
     def drain(self) -> dict[str, float]:
         out = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
-        self.sums, self.count = {}, 0
+        out.update(self.extremes)
+        self.sums, self.count, self.extremes = {}, 0, {}
         return out
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 
 
-def method_loss(method: str, hparams: dict[str, float]) -> LossFn:
+def method_loss(method: str, hparams: dict[str, Any]) -> LossFn:
     """The loss of ``method`` as ``(s, t, y) -> (sum over positions, stats)``."""
-    from kdnmt.losses import atkd_with_stats, self_evolution_kd_with_stats, word_kd
+    from kdnmt.losses import atkd_with_stats, self_evolution_kd_stats, word_kd
 
     if method == "word":
         return lambda s, t, y: (word_kd(s, t, y, **hparams), {})
     if method == "selfevo":
         def selfevo(s, t, y):  # type: ignore[no-untyped-def]
-            loss, hard = self_evolution_kd_with_stats(s, t, y, **hparams)
-            return loss, {"hard_tokens": hard}
+            return self_evolution_kd_stats(s, t, y, **hparams)
         return selfevo
     if method == "atkd":
         def adaptive(s, t, y):  # type: ignore[no-untyped-def]
@@ -205,20 +213,54 @@ class PseudoTargets:
         return out
 
 
+@dataclass(frozen=True)
+class GateObjective:
+    """The learned gate's objective options (``kdnmt.losses.gate_objective``)."""
+
+    prior: float = 0.5
+    tau: float = 1.0
+
+
+def _gate_stats(gate: torch.Tensor, margin: torch.Tensor) -> dict[str, float]:
+    """The gate's figures of one batch: mean, spread (std, 10% and 90% quantiles), its extremes,
+    and the mean of ``c - a`` (sentence rate minus token rate, nats per token)."""
+    g = gate.detach().float()
+    quantiles = torch.quantile(g, torch.tensor([0.1, 0.9], device=g.device))
+    return {"gate_mean": float(g.mean()),
+            "gate_std": float(g.std()) if g.numel() > 1 else 0.0,
+            "gate_p10": float(quantiles[0]), "gate_p90": float(quantiles[1]),
+            "gate_min": float(g.min()), "gate_max": float(g.max()),
+            "c_minus_a": float(margin.detach().float().mean())}
+
+
+#: How the gate's extremes are reduced over a report interval: the *largest* per-batch minimum
+#: and the *smallest* per-batch maximum, so ``gate_min < 0.95`` in a logged row means every batch
+#: of that interval had a sentence below 0.95 (and ``gate_max > 0.05`` likewise).
+GATE_REDUCERS: dict[str, str] = {"gate_min": "max", "gate_max": "min"}
+
+
 def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_spec: Any,
                         pseudo_lines: list[str], running: RunningStats,
-                        total_steps: int) -> Callable[[argparse.Namespace, Any, dict], Any]:
-    """Wei et al. 2024: per sentence ``g·token_loss + (1-g)·sentence_loss``.
+                        total_steps: int, objective: GateObjective | None = None,
+                        ) -> Callable[[argparse.Namespace, Any, dict], Any]:
+    """Wei et al. 2024 with the contract's two objectives.
 
-    ``token_loss_b`` is word-level KD along the reference (the batch's target), summed over
-    the sentence; ``sentence_loss_b`` is label-smoothed CE on the teacher's pseudo-target,
-    from a second decoder pass over the same source. ``g`` comes from the gate module the
-    trainer added to the student (``kd_gate``), or from a fixed value or a schedule.
+    Student: per sentence ``g·token_loss + (1-g)·sentence_loss`` with ``g`` detached.
+    ``token_loss_b`` is word-level KD along the reference (the batch's target), summed over the
+    sentence; ``sentence_loss_b`` is label-smoothed CE on the teacher's pseudo-target, from a
+    second decoder pass over the same source. Gate (``kd_gate``, learned only): its own
+    objective over the per-token rates of the same two terms without label smoothing,
+    ``a_b = token_loss_b / |y_b|`` and ``c_b = CE_b / |y^_b|``, detached. Both objectives are
+    summed into one backward pass: their gradients touch disjoint parameters (the gate reads
+    detached encoder states), so this equals two separate updates. Fixed and scheduled gates
+    are constants and have no objective.
     """
     import torch.nn.functional as F
     from onmt.utils.loss import LossCompute
 
-    from kdnmt.losses import hybrid, word_kd, word_kd_topk_rows
+    from kdnmt.losses import gate_objective, hybrid, word_kd, word_kd_topk_rows
+
+    objective = objective or GateObjective()
 
     class HybridLossCompute(LossCompute):
         def forward(self, batch, output, attns, trunc_start=0, trunc_size=None):  # type: ignore[override]
@@ -227,45 +269,63 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
             scores = self.generator(output)
             batch_size, length, vocab_size = scores.shape
             mask = target.ne(self.padding_idx)
+            real_scores, real_target = scores[mask].float(), target[mask]
             if teacher.mode == "cache":
                 # One vectorised pass over every real position, summed per sentence.
                 ids, lp = _store_rows(teacher.store, batch, mask)
-                rows = word_kd_topk_rows(scores[mask].float(), ids[mask], lp[mask],
-                                         target[mask], **hparams)
+                ids, lp = ids[mask], lp[mask]
                 sentence_of = torch.arange(batch_size, device=mask.device)[:, None]
                 sentence_of = sentence_of.expand_as(mask)[mask]
-                token_loss = rows.new_zeros(batch_size).index_add(0, sentence_of, rows)
+
+                def token_losses(options: dict[str, float]) -> torch.Tensor:
+                    rows = word_kd_topk_rows(real_scores, ids, lp, real_target, **options)
+                    return rows.new_zeros(batch_size).index_add(0, sentence_of, rows)
             else:
                 counts = mask.sum(dim=1).tolist()
-                token_loss = torch.stack([
-                    word_kd(s_b, t_b, y_b, **hparams) for s_b, t_b, y_b in zip(
-                        scores[mask].float().split(counts),
-                        _online_logits(teacher.frozen, batch, mask).split(counts),
-                        target[mask].split(counts), strict=True)])
+                teacher_logits = _online_logits(teacher.frozen, batch, mask)
+
+                def token_losses(options: dict[str, float]) -> torch.Tensor:
+                    return torch.stack([
+                        word_kd(s_b, t_b, y_b, **options) for s_b, t_b, y_b in zip(
+                            real_scores.split(counts), teacher_logits.split(counts),
+                            real_target.split(counts), strict=True)])
+            token_loss = token_losses(hparams)
             # Second pass: the same sources, the teacher's pseudo-targets.
             pseudo = self.pseudo.batch(batch["cid_line_number"], self.bos, self.eos,
                                        self.padding_idx).to(scores.device)
             enc_out, enc_final_hs, src_len = model.encoder(batch["src"], batch["srclen"])
             model.decoder.init_state(batch["src"], enc_out, enc_final_hs)
             dec_out, _ = model.decoder(pseudo[:, :-1, :], enc_out, src_len=src_len)
-            pseudo_scores = self.generator(dec_out).float()
+            pseudo_scores = self.generator(dec_out).float().transpose(1, 2)
             pseudo_target = pseudo[:, 1:, 0]
-            ce = F.cross_entropy(pseudo_scores.transpose(1, 2), pseudo_target,
-                                 ignore_index=self.padding_idx, reduction="none",
-                                 label_smoothing=self.label_smoothing)
+            ce = F.cross_entropy(pseudo_scores, pseudo_target, ignore_index=self.padding_idx,
+                                 reduction="none", label_smoothing=self.label_smoothing)
             sentence_loss = ce.sum(dim=1)
+            # The gate's rates: per token, without label smoothing, detached.
+            with torch.no_grad():
+                ref_tokens = mask.sum(dim=1).clamp_min(1)
+                pseudo_tokens = pseudo_target.ne(self.padding_idx).sum(dim=1).clamp_min(1)
+                token_rate = (token_loss if hparams.get("label_smoothing", 0.0) == 0.0
+                              else token_losses({**hparams, "label_smoothing": 0.0}))
+                token_rate = token_rate.detach() / ref_tokens
+                sentence_rate = (ce.detach() if self.label_smoothing == 0.0 else
+                                 F.cross_entropy(pseudo_scores, pseudo_target,
+                                                 ignore_index=self.padding_idx,
+                                                 reduction="none")).sum(dim=1) / pseudo_tokens
             if gate_spec.kind == "learned":
                 gate = model.kd_gate(enc_out, src_len)
+                gate_loss = gate_objective(gate, token_rate, sentence_rate,
+                                           prior=objective.prior, tau=objective.tau)
             else:
                 value = gate_spec.value(self.current_step(), total_steps)
                 gate = torch.full((batch_size,), value, device=scores.device)
+                gate_loss = None
             loss = hybrid(token_loss, sentence_loss, gate)
-            logged = gate.detach()
-            running.add({"gate_mean": float(logged.mean()),
-                         "gate_std": float(logged.std()) if batch_size > 1 else 0.0})
+            running.add(_gate_stats(gate, sentence_rate - token_rate), reduce=GATE_REDUCERS)
+            # The reported loss is the student's; the gate's objective only adds its gradient.
             stats = self._stats(len(batch["srclen"]), loss.item(), scores.view(-1, vocab_size),
                                 target.reshape(-1))
-            return loss, stats
+            return (loss if gate_loss is None else loss + gate_loss), stats
 
     def factory(opt: argparse.Namespace, model: Any, vocabs: dict[str, Any]) -> Any:
         _teacher_on_device_of(teacher, model)

@@ -50,7 +50,7 @@ def reported_losses(log: Path) -> list[float]:
     ("seq", ()),
     ("seqinter", ()),
     ("seq+word", ("--alpha", "0.5")),
-    ("selfevo", ("--lam", "0.3", "--beta", "0.5")),
+    ("selfevo", ("--lam", "0.3", "--beta", "0.5", "--init-from", "teacher")),
     ("atkd", ("--alpha", "0.2", "--hard-ratio", "0.5")),
     ("hybrid", ("--alpha", "0.5")),
 ])
@@ -66,8 +66,11 @@ def test_method_trains_evaluates_exports(kd_run: Path, student_config: Path, met
     if method != "ce":
         teacher = json.loads((kd_run / "models" / "teacher" / "model.json").read_text())
         assert info["teacher_sha256"] == teacher["checkpoint_sha256"]
-    if method in ("word", "seq+word", "selfevo", "atkd", "hybrid"):
-        assert info["teacher_mode"] == "cache"
+    if method in ("word", "seq+word", "hybrid"):
+        assert info["teacher_mode"] == "cache"  # the store exists: it is used
+    if method in ("selfevo", "atkd"):
+        # they read the teacher's whole distribution: online unless a cache is asked for
+        assert info["teacher_mode"] == "online" and "approximation" not in info
     losses = reported_losses(model_dir / "train.log")
     assert len(losses) == STEPS // 5
     assert sum(losses[-2:]) < sum(losses[:2]), losses  # the loss goes down
@@ -77,7 +80,7 @@ def test_method_trains_evaluates_exports(kd_run: Path, student_config: Path, met
         log = (model_dir / "train.log").read_text()
         assert re.search(r"KD: unc [\d.]+; tkd [\d.]+; dkd [\d.]+", log)
     assert run_cli("eval", "--run", kd_run, "--models", name, "--beam", "1",
-                   "--max-sentences", "20").exit_code == 0
+                   "--limit", "20").exit_code == 0
     out = tmp_path / "export"
     assert run_cli("export", "--run", kd_run, "--model", name, "--output", out).exit_code == 0
     assert json.loads((out / "kdnmt.json").read_text())["role"] == "student"
@@ -103,13 +106,23 @@ def test_online_teacher_agrees_with_the_cache(kd_run: Path, student_config: Path
         assert (torch.from_numpy(ids.astype("int64"))[:, 0] == top_ids[:, 0]).all()
         assert torch.allclose(torch.from_numpy(lps.astype("float32")), top_lp, atol=2e-2)
     for method, mode in (("word", "cache"), ("word", "online"), ("hybrid", "online"),
-                         ("selfevo", "online"), ("atkd", "online")):
+                         ("selfevo", "cache"), ("atkd", "cache")):
         name = f"{method}-{mode}"
+        init = ("--init-from", "teacher") if method == "selfevo" else ()
         result = run_cli("distill", "--run", kd_run, "--name", name, "--method", method,
-                         "--config", student_config, "--steps", "10", "--teacher-mode", mode)
+                         "--config", student_config, "--steps", "10", "--teacher-mode", mode,
+                         *init)
         assert result.exit_code == 0, result.output
         info = json.loads((kd_run / "models" / name / "model.json").read_text())
         assert info["teacher_mode"] == mode
+        if method in ("selfevo", "atkd"):
+            # a top-k cache for a full-teacher method: allowed, with one warning line that
+            # names the approximation, recorded in model.json
+            warnings = [line for line in result.stderr.splitlines() if "warning:" in line]
+            assert len(warnings) == 1 and "UNC" in warnings[0] and "kept k" in warnings[0]
+            assert "UNC" in info["approximation"]
+        else:
+            assert "warning:" not in result.stderr
         losses = reported_losses(kd_run / "models" / name / "train.log")
         assert len(losses) == 2 and losses[1] < losses[0], (name, losses)
 
@@ -136,7 +149,7 @@ def test_divergence_stops_with_a_clear_message(kd_run: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("--method", "magic"), "unknown method 'magic'"),
+    (("--method", "magic"), "'magic' is not one of 'ce', 'word'"),
     (("--method", "word", "--alpha", "1.5"), "alpha=1.5 is out of range"),
     (("--method", "word", "--temperature", "-1"), "temperature"),
     (("--method", "word", "--lam", "0.5"), "--lam does not apply"),
@@ -190,17 +203,27 @@ def test_hybrid_gate_is_logged_checkpointed_resumed_and_stripped(kd_run: Path,
 
     args = ("distill", "--run", kd_run, "--name", "hy", "--method", "hybrid",
             "--config", student_config)
-    assert run_cli(*args, "--steps", "20").exit_code == 0
+    # a large tau keeps this tiny run's gate interior (its c - a is several nats per token)
+    assert run_cli(*args, "--steps", "20", "--gate-prior", "0.6", "--gate-tau", "4"
+                   ).exit_code == 0
     model_dir = kd_run / "models" / "hy"
     rows = (model_dir / "kd_stats.csv").read_text().splitlines()
-    assert rows[0] == "step,gate_mean,gate_std" and len(rows) == 1 + 20 // 5
-    means = [float(r.split(",")[1]) for r in rows[1:]]
-    assert all(0.0 < m < 1.0 for m in means)
-    assert "gate_mean" in (model_dir / "train.log").read_text()
+    assert rows[0] == ("step,gate_mean,gate_std,gate_p10,gate_p90,c_minus_a,gate_min,gate_max")
+    assert len(rows) == 1 + 20 // 5
+    for row in rows[1:]:
+        _, mean, std, p10, p90, _, low, high = (float(v) for v in row.split(","))
+        assert all(0.0 < v < 1.0 for v in (mean, p10, p90, low, high))
+        assert p10 <= mean <= p90 or abs(p90 - p10) < 1e-3
+        assert p10 <= p90 and std >= 0
+    log = (model_dir / "train.log").read_text()
+    assert "gate_mean" in log and "c_minus_a" in log
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["gate_objective"] == {"prior": 0.6, "tau": 4.0}
     ckpt = load_checkpoint(model_dir / "model_step_20.pt")
     gate_weight = ckpt["model"]["kd_gate.linear.weight"].clone()
     assert gate_weight.abs().sum() > 0  # trained jointly with the student (starts at zero)
-    result = run_cli(*args, "--steps", "30", "--resume")
+    result = run_cli(*args, "--steps", "30", "--resume", "--gate-prior", "0.6", "--gate-tau",
+                     "4")
     assert result.exit_code == 0, result.output
     info = json.loads((model_dir / "model.json").read_text())
     assert info["step"] == 30 and info["gate"] == "learned"
@@ -237,9 +260,40 @@ def test_hybrid_gate_ablations(kd_run: Path, student_config: Path, gate: str) ->
     (("--method", "hybrid", "--gate", "sometimes"), "--gate must be"),
     (("--method", "hybrid", "--gate", "fixed:1.5"), "[0, 1]"),
     (("--method", "word", "--gate", "fixed:0.5"), "--gate applies to method 'hybrid' only"),
+    (("--method", "hybrid", "--gate-tau", "0"), "--gate-tau must be > 0, got 0"),
+    (("--method", "hybrid", "--gate-tau", "-1"), "--gate-tau must be > 0, got -1"),
+    (("--method", "hybrid", "--gate-prior", "0"), "--gate-prior must be in (0, 1), got 0"),
+    (("--method", "hybrid", "--gate-prior", "1.5"), "--gate-prior must be in (0, 1), got 1.5"),
+    (("--method", "hybrid", "--gate", "fixed:0.5", "--gate-prior", "0.5"),
+     "do not apply to --gate fixed:0.5"),
+    (("--method", "word", "--gate-tau", "2"), "apply to method 'hybrid' only"),
+    (("--method", "selfevo", "--init-from", "teacher", "--threshold", "quantile:1.5"),
+     "quantile:Q with 0 <= Q <= 1"),
+    (("--method", "selfevo", "--init-from", "teacher", "--threshold", "quantile:abc"),
+     "not quantile:Q with a number Q"),
+    (("--method", "selfevo", "--init-from", "teacher", "--threshold", "often"),
+     "neither a number of nats nor quantile:Q"),
 ])
 def test_bad_gate(kd_run: Path, args, needle) -> None:
     assert_clean_error(run_cli("distill", "--run", kd_run, "--name", "bad", *args), needle)
+    assert not (kd_run / "models" / "bad").exists()
+
+
+def test_selfevo_fine_tunes_with_a_quantile_threshold(kd_run: Path, student_config: Path) -> None:
+    """--threshold quantile:Q makes a share 1 - Q of each batch's tokens hard; the share and
+    the threshold in nats are logged per report."""
+    result = run_cli("distill", "--run", kd_run, "--name", "se-q", "--method", "selfevo",
+                     "--init-from", "teacher", "--threshold", "quantile:0.8",
+                     "--config", student_config, "--steps", "10")
+    assert result.exit_code == 0, result.output
+    model_dir = kd_run / "models" / "se-q"
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["hparams"]["threshold"] == "quantile:0.8" and info["init_from"]["name"] == "teacher"
+    rows = (model_dir / "kd_stats.csv").read_text().splitlines()
+    assert rows[0] == "step,hard_tokens,threshold" and len(rows) == 3
+    for row in rows[1:]:
+        _, hard, threshold = (float(v) for v in row.split(","))
+        assert abs(hard - 0.2) < 0.02 and threshold > 0
 
 
 def test_two_process_data_parallel(kd_run: Path, student_config: Path) -> None:
@@ -283,15 +337,20 @@ def _first_report(log: Path) -> tuple[float, float]:
 
 def test_init_from_warm_starts_a_student(kd_run: Path, student_config: Path,
                                          tmp_path: Path) -> None:
-    """--init-from begins a new student with another model's weights (here a `ce` student,
-    for a selfevo student as in the paper's pre-trained setting), recorded in model.json,
-    kept on resume; another architecture is refused."""
+    """--init-from begins a new student with another model's weights (a `ce` student continued
+    by ce here; selfevo, a fine-tuning stage, requires it), recorded in model.json, kept on
+    resume; another architecture is refused."""
     base = run_cli("distill", "--run", kd_run, "--name", "warm-base", "--method", "ce",
                    "--config", student_config, "--steps", "40")
     assert base.exit_code == 0, base.output
     base_info = json.loads((kd_run / "models" / "warm-base" / "model.json").read_text())
+    # selfevo is a fine-tuning stage: a cold start is refused, with what to do
+    result = run_cli("distill", "--run", kd_run, "--name", "cold", "--method", "selfevo",
+                     "--config", student_config, "--steps", "10")
+    assert_clean_error(result, "selfevo is a fine-tuning stage", "--init-from")
+    assert not (kd_run / "models" / "cold").exists()
     for name, init in (("cold", ()), ("warm", ("--init-from", "warm-base"))):
-        result = run_cli("distill", "--run", kd_run, "--name", name, "--method", "selfevo",
+        result = run_cli("distill", "--run", kd_run, "--name", name, "--method", "ce",
                          "--config", student_config, "--steps", "10", *init)
         assert result.exit_code == 0, result.output
     cold_loss, cold_acc = _first_report(kd_run / "models" / "cold" / "train.log")
@@ -304,7 +363,7 @@ def test_init_from_warm_starts_a_student(kd_run: Path, student_config: Path,
                                  "checkpoint_sha256": base_info["checkpoint_sha256"]}
     assert "init_from" not in json.loads((kd_run / "models" / "cold" / "model.json").read_text())
     # a resumed warm student keeps its record
-    resumed = run_cli("distill", "--run", kd_run, "--name", "warm", "--method", "selfevo",
+    resumed = run_cli("distill", "--run", kd_run, "--name", "warm", "--method", "ce",
                       "--config", student_config, "--steps", "20", "--resume")
     assert resumed.exit_code == 0, resumed.output
     info = json.loads((kd_run / "models" / "warm" / "model.json").read_text())

@@ -20,8 +20,12 @@ from kdnmt.losses import (
     atkd,
     atkd_with_stats,
     dkd_terms,
+    gate_objective,
+    gate_target,
     hybrid,
+    parse_threshold,
     self_evolution_kd,
+    self_evolution_kd_stats,
     self_evolution_kd_with_stats,
     topk_to_logprobs,
     validate_hparams,
@@ -260,6 +264,41 @@ def test_self_evolution_matches_reference(lam, beta):
     assert_close(grad_of(got, s), grad_of(ref, s))
     plain = self_evolution_kd(s, t, y, lam=lam, beta=beta, threshold=threshold)
     assert_close(plain, got)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.3, 0.5, 0.9, 1.0])
+def test_self_evolution_quantile_threshold_is_the_batch_quantile(q):
+    """quantile:Q is the fixed threshold at the Q-quantile of the batch's difficulties (direct
+    order statistic below), so a share of about 1 - Q of the tokens is hard."""
+    s, t, y = make_batch(8, n=21)
+    _, diffs, _ = ref_selfevo_rows(s.detach(), t, y, 0.5, 0.5, 0.0)
+    ordered = sorted(diffs)
+    position = q * (len(ordered) - 1)  # torch.quantile's linear interpolation
+    low = int(math.floor(position))
+    value = ordered[low] + (position - low) * (ordered[min(low + 1, len(ordered) - 1)]
+                                               - ordered[low])
+    got, stats = self_evolution_kd_stats(s, t, y, threshold=f"quantile:{q}")
+    assert stats["threshold"] == pytest.approx(value)
+    expected_hard = sum(d > value for d in diffs) / len(diffs)
+    assert stats["hard_tokens"] == pytest.approx(expected_hard)
+    assert abs(stats["hard_tokens"] - (1 - q)) <= 1 / len(diffs) + 1e-9
+    rows, _, _ = ref_selfevo_rows(s, t, y, 0.5, 0.5, value)
+    assert_close(got, sum(rows))
+
+
+@pytest.mark.parametrize("bad", ["quantile:1.5", "quantile:-0.1", "quantile:abc", "quantile:",
+                                 "often", -1.0, float("nan")])
+def test_self_evolution_threshold_rejects(bad):
+    with pytest.raises(ValueError, match="threshold"):
+        parse_threshold(bad)
+    with pytest.raises(ValueError, match="threshold"):
+        validate_hparams("selfevo", {"threshold": bad})
+
+
+def test_self_evolution_threshold_validation_keeps_both_forms():
+    assert validate_hparams("selfevo", {"threshold": "quantile:0.7"})["threshold"] == "quantile:0.7"
+    assert validate_hparams("selfevo", {"threshold": "0.25"})["threshold"] == 0.25
+    assert validate_hparams("selfevo", {"threshold": 1})["threshold"] == 1.0
 
 
 def test_self_evolution_lam_edges():
@@ -526,17 +565,91 @@ def test_shape_errors():
 # --------------------------------------------------------------------------- hybrid
 
 
-def test_hybrid_value_and_gradients():
+def test_hybrid_value_and_gradients_with_the_gate_detached():
     g = torch.Generator().manual_seed(20)
     tok = torch.rand(5, generator=g, dtype=torch.float64, requires_grad=True)
     sent = torch.rand(5, generator=g, dtype=torch.float64, requires_grad=True)
     gate = torch.rand(5, generator=g, dtype=torch.float64, requires_grad=True)
     got = hybrid(tok, sent, gate)
-    ref = sum(gate[b] * tok[b] + (1 - gate[b]) * sent[b] for b in range(5))
+    ref = sum(gate[b].detach() * tok[b] + (1 - gate[b].detach()) * sent[b] for b in range(5))
     assert_close(got, ref)
-    for x in (tok, sent, gate):
+    for x in (tok, sent):
         assert_close(grad_of(got, x), grad_of(ref, x))
-    assert_close(grad_of(hybrid(tok, sent, gate), gate), (tok - sent).detach())
+    assert_close(grad_of(got, tok), gate.detach())
+    # The student's objective does not move the gate.
+    (none,) = torch.autograd.grad(got, gate, allow_unused=True)
+    assert none is None
+
+
+def direct_gate_objective(gate, a, c, prior, tau):
+    """J = sum_b g a + (1 - g) c + tau KL(Bern(g) || Bern(prior)), one sentence at a time."""
+    total = 0.0
+    for b in range(gate.shape[0]):
+        g_b = gate[b]
+        kl = g_b * torch.log(g_b / prior) + (1 - g_b) * torch.log((1 - g_b) / (1 - prior))
+        total = total + g_b * float(a[b]) + (1 - g_b) * float(c[b]) + tau * kl
+    return total
+
+
+@pytest.mark.parametrize("prior,tau", [(0.5, 1.0), (0.2, 0.3), (0.9, 4.0)])
+def test_gate_objective_value_and_gradient_against_direct(prior, tau):
+    g = torch.Generator().manual_seed(21)
+    gate = (torch.rand(6, generator=g, dtype=torch.float64) * 0.98 + 0.01).requires_grad_()
+    a = (torch.rand(6, generator=g, dtype=torch.float64) * 5).requires_grad_()
+    c = (torch.rand(6, generator=g, dtype=torch.float64) * 5).requires_grad_()
+    got = gate_objective(gate, a, c, prior=prior, tau=tau)
+    ref = direct_gate_objective(gate, a, c, prior, tau)
+    assert_close(got, ref)
+    assert_close(grad_of(got, gate), grad_of(ref, gate))
+    # The rates are detached: no gradient reaches the student's losses through the gate.
+    assert torch.autograd.grad(got, (a, c), allow_unused=True) == (None, None)
+
+
+@pytest.mark.parametrize("prior,tau", [(0.5, 1.0), (0.3, 0.7), (0.8, 3.0)])
+def test_gate_objective_minimiser_is_gate_target_and_interior(prior, tau):
+    g = torch.Generator().manual_seed(22)
+    a = torch.rand(8, generator=g, dtype=torch.float64) * 3
+    c = torch.rand(8, generator=g, dtype=torch.float64) * 3
+    target = gate_target(a, c, prior=prior, tau=tau)
+    logit_prior = math.log(prior / (1 - prior))
+    for b in range(8):  # the closed form, written out
+        expected = 1 / (1 + math.exp(-(logit_prior + (float(c[b]) - float(a[b])) / tau)))
+        assert abs(float(target[b]) - expected) < 1e-12
+    # Gradient descent on the gate's logit, from a saturated start, ends at the target.
+    logit = torch.full((8,), 6.0, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.SGD([logit], lr=0.5)
+    for _ in range(3000):
+        optimizer.zero_grad()
+        gate_objective(torch.sigmoid(logit), a, c, prior=prior, tau=tau).backward()
+        optimizer.step()
+    final = torch.sigmoid(logit).detach()
+    assert_close(final, target, tol=1e-6)
+    assert bool(((final > 0.0) & (final < 1.0)).all())
+    # The gradient of J vanishes at the target and J is larger anywhere else.
+    at = target.clone().requires_grad_()
+    assert_close(grad_of(gate_objective(at, a, c, prior=prior, tau=tau), at),
+                 torch.zeros(8, dtype=torch.float64), tol=1e-9)
+    for shift in (-0.05, 0.05):
+        moved = (target + shift).clamp(1e-6, 1 - 1e-6)
+        assert float(gate_objective(moved, a, c, prior=prior, tau=tau)) > float(
+            gate_objective(target, a, c, prior=prior, tau=tau))
+
+
+def test_gate_target_tends_to_the_literal_choice_as_tau_shrinks():
+    a = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    c = torch.tensor([3.0, 1.0], dtype=torch.float64)
+    assert_close(gate_target(a, c, tau=1e-3), torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert_close(gate_target(a, a, prior=0.3), torch.tensor([0.3, 0.3], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kwargs,needle", [({"prior": 0.0}, "prior"), ({"prior": 1.0}, "prior"),
+                                           ({"tau": 0.0}, "tau"), ({"tau": -1.0}, "tau")])
+def test_gate_objective_rejects_bad_prior_and_tau(kwargs, needle):
+    x = torch.full((3,), 0.5)
+    with pytest.raises(ValueError, match=needle):
+        gate_objective(x, x, x, **kwargs)
+    with pytest.raises(ValueError, match=needle):
+        gate_target(x, x, **kwargs)
 
 
 def test_hybrid_rejects_bad_shapes():
@@ -582,7 +695,8 @@ def test_validate_hparams_completes_and_converts():
         ),
         ("selfevo", {"lam": 2}, "lam=2 is out of range: expected 0 <= lam <= 1"),
         ("selfevo", {"beta": -1}, "beta=-1 is out of range: expected 0 <= beta <= 1"),
-        ("selfevo", {"threshold": -0.5}, "threshold=-0.5 is out of range: expected threshold >= 0"),
+        ("selfevo", {"threshold": -0.5},
+         "threshold=-0.5 is out of range: expected threshold >= 0 (nats) or quantile:Q"),
         ("atkd", {"hard_ratio": 0.0}, "hard_ratio=0 is out of range: expected 0 < hard_ratio <= 1"),
         ("atkd", {"alpha": math.nan}, "alpha=nan is out of range: expected 0 <= alpha <= 1"),
         (
