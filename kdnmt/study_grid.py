@@ -418,6 +418,9 @@ def grid_from_dict(raw: Any, source: str, base: Path) -> GridSpec:
     for method in methods:
         check(method in METHODS,
               f"{source}: method '{method}' is unknown (methods: {', '.join(METHODS)})")
+        check(method != "selfevo",
+              f"{source}: method 'selfevo' is a fine-tuning stage, not a grid method: it starts "
+              "from a trained student (`kdnmt distill --method selfevo --init-from NAME`)")
     decoding = top.names("decoding")
     beams = [parse_decoding(d, f"{source}: decoding") for d in decoding]
     check(len(set(beams)) == len(beams), f"{source}: decoding lists the same beam twice")

@@ -181,10 +181,10 @@ def _(ctx: Ctx) -> Call:
     return Call(prepare_args(run, ctx.corpus()), ("exists and is not a directory",))
 
 
-@case("prepare/--max-tokens 0")
+@case("prepare/--max-length 0")
 def _(ctx: Ctx) -> Call:
     run = ctx.tmp / "run"
-    return Call(prepare_args(run, ctx.corpus(), "--max-tokens", "0"), ("--max-tokens",),
+    return Call(prepare_args(run, ctx.corpus(), "--max-length", "0"), ("--max-length",),
                 (run,))
 
 
@@ -246,6 +246,14 @@ _config_case("invalid UTF-8", b"training:\n  steps: \xff\n", "not valid YAML")
 _config_case("NUL byte", b"training:\n  steps: 2\x00\n", "not valid YAML")
 _config_case("OpenNMT-py option", "training:\n  train_from: ../../x.pt\n",
              "unknown key 'training.train_from'")
+
+
+@case("train/config: negative bleu_every")
+def _(ctx: Ctx) -> Call:
+    run = ctx.prepared()
+    cfg = ctx.file("bad.yaml", "training:\n  bleu_every: -5\n")
+    return Call(train_args(run, "--config", cfg), ("training.bleu_every must be >= 0",),
+                (run / "models",))
 
 
 @case("train/config: a directory")
@@ -416,15 +424,33 @@ for _method, _extra, _needle in [
     ("seq+word", ("--alpha", "1.5"), "alpha=1.5 is out of range"),
     ("atkd", ("--temperature", "-1"), "temperature=-1"),
     ("hybrid", ("--temperature", "-0.5"), "temperature=-0.5"),
-    ("selfevo", ("--lam", "1.5"), "lam=1.5 is out of range"),
+    ("selfevo", ("--init-from", "teacher", "--lam", "1.5"), "lam=1.5 is out of range"),
     ("word", ("--alpha", "nan"), "alpha=nan is out of range"),
+    ("hybrid", ("--gate-tau", "0"), "--gate-tau must be > 0, got 0"),
+    ("hybrid", ("--gate-tau", "-0.5"), "--gate-tau must be > 0, got -0.5"),
+    ("hybrid", ("--gate-prior", "1"), "--gate-prior must be in (0, 1), got 1"),
+    ("hybrid", ("--gate-prior", "-0.2"), "--gate-prior must be in (0, 1), got -0.2"),
+    ("selfevo", (), "selfevo is a fine-tuning stage"),
+    ("selfevo", ("--init-from", "teacher", "--threshold", "quantile:1.5"),
+     "expected quantile:Q with 0 <= Q <= 1"),
+    ("selfevo", ("--init-from", "teacher", "--threshold", "quantile:abc"),
+     "is not quantile:Q with a number Q"),
 ]:
     def _make_hp(method: str = _method, extra: tuple[str, ...] = _extra, needle: str = _needle):
-        @case(f"distill/{method} {' '.join(extra)}")
+        @case(f"distill/{method} {' '.join(extra)}".rstrip())
         def _(ctx: Ctx) -> Call:
             return Call(distill_args(ctx.kd_src, method, *extra), (needle,),
                         (_student(ctx.kd_src),))
     _make_hp()
+
+
+@case("distill/selfevo --init-from a model of another shape")
+def _(ctx: Ctx) -> Call:
+    cfg = ctx.file("wide.yaml", "model:\n  enc_layers: 1\n  dec_layers: 1\n  hidden_size: 32\n"
+                   "  ff_size: 128\n  heads: 2\n")
+    return Call(distill_args(ctx.kd_src, "selfevo", "--init-from", "teacher", "--config", cfg),
+                ("--init-from teacher has another architecture", "ff_size"),
+                (_student(ctx.kd_src),))
 
 
 @case("distill/config: unknown key")
@@ -579,7 +605,7 @@ def _(ctx: Ctx) -> Call:
 def _(ctx: Ctx) -> Call:
     out = ctx.tmp / "out"
     return Call(("export", "--run", ctx.trained_src, "--model", "teacher", "--quantization",
-                 "int4", "--output", out), ("unknown quantization 'int4'", "int8"), (out,))
+                 "int4", "--output", out), ("'int4' is not one of", "'int8'"), (out,))
 
 
 # --------------------------------------------------------------------------- eval
@@ -636,10 +662,10 @@ def _(ctx: Ctx) -> Call:
     return Call(eval_args(ctx, test), ("test.de is a directory",))
 
 
-@case("eval/--max-sentences -1")
+@case("eval/--limit -1")
 def _(ctx: Ctx) -> Call:
-    return Call(eval_args(ctx, ctx.corpus()["test"], "--max-sentences", "-1"),
-                ("--max-sentences must be >= 0",))
+    return Call(eval_args(ctx, ctx.corpus()["test"], "--limit", "-1"),
+                ("--limit must be >= 0",))
 
 
 @case("eval/checkpoint edited in place")
@@ -648,6 +674,31 @@ def _(ctx: Ctx) -> Call:
     flip_bytes(run / "models" / "teacher" / "model_step_40.pt", 4096)
     return Call(("eval", "--run", run, "--models", "teacher", "--beam", "1"),
                 ("changed after training",), (run / "reports", run / "ct2"), clean=(run,))
+
+
+# --------------------------------------------------------------------------- plot
+
+
+@case("plot/no model has a curve")
+def _(ctx: Ctx) -> Call:
+    run = ctx.prepared()
+    return Call(("plot", "--run", run), ("has a learning curve", "bleu_every"),
+                (run / "reports",))
+
+
+@case("plot/--models names an unknown model")
+def _(ctx: Ctx) -> Call:
+    run = ctx.trained()
+    return Call(("plot", "--run", run, "--models", "teacher,nobody"), ("unknown model 'nobody'",),
+                (run / "reports",))
+
+
+@case("plot/--out of an unknown format")
+def _(ctx: Ctx) -> Call:
+    run = ctx.trained()
+    out = ctx.tmp / "curves.jpg"
+    return Call(("plot", "--run", run, "--out", out), (".png, .svg or .pdf",), (out,),
+                clean=(ctx.tmp,))
 
 
 # --------------------------------------------------------------------------- translate
@@ -765,7 +816,7 @@ def test_100k_character_lines(ctx: Ctx) -> None:
     assert after["test"]["kept"] == before["test"]["kept"]
     assert LONG.strip() in (run / "data" / "test.de").read_text().splitlines()
     result = run_cli("eval", "--run", ctx.trained(), "--models", "teacher", "--beam", "1",
-                     "--test", c["test"], "--max-sentences", "3")
+                     "--test", c["test"], "--limit", "3")
     assert result.exit_code == 0, result.output
     result = run_cli("translate", "--model", ctx.exported_src, "--beam", "1",
                      input="gut\n" + LONG + "\nja\n")

@@ -51,3 +51,14 @@ def test_errors() -> None:
         select_closest([], REF)
     with pytest.raises(KdnmtError, match="2 teacher scores for 3 hypotheses"):
         select_closest(["a", "b", "c"], REF, scores=[0.0, 1.0])
+
+
+def test_select_closest_is_public_in_kdnmt_teacher_and_imported_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, kdnmt.teacher as t; assert 'sacrebleu' not in sys.modules; "
+            "from kdnmt.teacher import select_closest; "
+            "from kdnmt.teacher.select import select_closest as direct; "
+            "assert select_closest is direct and 'sacrebleu' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
