@@ -394,22 +394,35 @@ def plot_bleu_vs_noise(spec: GridSpec, rows: list[dict[str, Any]], dest: Path) -
     return _save(fig, dest)
 
 
-def read_gate(path: Path) -> list[tuple[int, float]]:
-    """(step, gate mean) from a hybrid student's kd_stats.csv. A resumed run appends the
+def read_gate(path: Path) -> list[tuple[int, float, float | None, float | None]]:
+    """(step, gate mean, 10% quantile, 90% quantile) from a hybrid student's kd_stats.csv; the
+    quantiles are None in files written before they were logged. A resumed run appends the
     steps after its last checkpoint again: the later value of a step wins."""
     if not path.is_file():
         return []
-    by_step: dict[int, float] = {}
+    by_step: dict[int, tuple[float, float | None, float | None]] = {}
+
+    def number(record: dict[str, str], key: str) -> float | None:
+        try:
+            return float(record[key])
+        except (KeyError, TypeError, ValueError):
+            return None
+
     with open(path, encoding="utf-8") as handle:
         for record in csv.DictReader(handle):
             try:
-                by_step[int(record["step"])] = float(record["gate_mean"])
+                step = int(record["step"])
             except (KeyError, TypeError, ValueError):
                 continue
-    return sorted(by_step.items())
+            mean = number(record, "gate_mean")
+            if mean is not None:
+                by_step[step] = (mean, number(record, "gate_p10"), number(record, "gate_p90"))
+    return [(step, *values) for step, values in sorted(by_step.items())]
 
 
 def plot_hybrid_gate(spec: GridSpec, root: Path, dest: Path) -> Path | None:
+    """The gate's mean over training per hybrid cell, with the band between its 10% and 90%
+    quantiles (the spread across sentences: a saturated gate has none)."""
     curves = []
     for cell in cells_of(spec):
         if cell.method != "hybrid":
@@ -423,13 +436,17 @@ def plot_hybrid_gate(spec: GridSpec, root: Path, dest: Path) -> Path | None:
     fig, axes = _figure(1, 1)
     ax = axes[0][0]
     for label, points in curves:
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
+        (line,) = ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
+        band = [p for p in points if p[2] is not None and p[3] is not None]
+        if band:
+            ax.fill_between([p[0] for p in band], [p[2] for p in band], [p[3] for p in band],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("training step")
-    ax.set_ylabel("mean gate g (share of token-level loss)")
+    ax.set_ylabel("gate g (share of token-level loss)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    ax.set_title("hybrid: the gate's mean over training")
+    ax.set_title("hybrid: the gate's mean, and its 10-90% quantile band, over training")
     return _save(fig, dest)
 
 
