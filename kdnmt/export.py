@@ -1,7 +1,8 @@
 """`kdnmt export`: a self-contained CTranslate2 model directory for deployment.
 
-The directory holds the converted model, the SentencePiece model and a model card, so
-`kdnmt translate --model DIR` (or any CTranslate2 user) needs nothing else from the run. An
+The directory holds the converted model, the SentencePiece model and a model card
+(:mod:`kdnmt.model_card`), so `kdnmt translate --model DIR` (or any CTranslate2 user) needs
+nothing else from the run. An
 existing directory is never replaced without ``--force``, and the export is only moved into
 place once complete and once a smoke translation has run on it.
 """
@@ -9,7 +10,6 @@ place once complete and once a smoke translation has run on it.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,9 @@ from typing import Any
 
 from kdnmt import __version__
 from kdnmt.errors import KdnmtError, check
+from kdnmt.eval_report import load_rows
 from kdnmt.fileio import atomic_dir, dir_size, write_json, write_text
+from kdnmt.model_card import card_data, render
 from kdnmt.models import checkpoint_path, load_model_info
 from kdnmt.rundir import RunDir
 from kdnmt.translation import Translator
@@ -33,48 +35,7 @@ class ExportOptions:
     quantization: str = "int8"
     output: Path | None = None
     force: bool = False
-
-
-def _latest_eval(run: RunDir, name: str, quantization: str) -> list[dict[str, Any]]:
-    path = run.reports_dir / "eval.json"
-    if not path.is_file():
-        return []
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8")).get("results", [])
-    except (json.JSONDecodeError, AttributeError):
-        return []
-    return [r for r in rows if r.get("model") == name and r.get("quantization") == quantization]
-
-
-def _model_card(card: dict[str, Any], evals: list[dict[str, Any]]) -> str:
-    lines = [
-        f"# {card['name']} ({card['src']} → {card['tgt']})",
-        "",
-        f"Exported by kdnmt {card['kdnmt_version']} on {card['exported']}.",
-        "",
-        "| what | value |",
-        "|---|---|",
-        f"| role | {card['role']} |",
-        f"| parameters | {card['parameters']:,} |",
-        f"| size on disk | {card['size_bytes']:,} bytes |",
-        f"| quantization | {card['quantization']} |",
-        f"| training step | {card['step']} |",
-        f"| source checkpoint | `{card['source_checkpoint']}` (sha256 {card['checkpoint_sha256'][:16]}…) |",
-    ]
-    if card.get("teacher"):
-        lines.append(f"| teacher | {card['teacher']} |")
-    if evals:
-        lines += ["", "## Evaluation", "", "| beam | BLEU | chrF | TER | tokens/s | test |",
-                  "|---|---|---|---|---|---|"]
-        for r in evals:
-            lines.append(f"| {r['beam']} | {r['bleu']} | {r['chrf']} | {r['ter']} | "
-                         f"{r['tokens_per_second']} | {r['test']} |")
-        lines += ["", f"BLEU signature: `{evals[0]['bleu_signature']}`"]
-    else:
-        lines += ["", "Not evaluated yet (`kdnmt eval` before export puts the scores here)."]
-    lines += ["", "## Use", "", "```sh", "kdnmt translate --model THIS_DIRECTORY < input.txt",
-              "```", ""]
-    return "\n".join(lines)
+    licence: str | None = None
 
 
 def export(opts: ExportOptions) -> dict[str, Any]:
@@ -88,6 +49,10 @@ def export(opts: ExportOptions) -> dict[str, Any]:
     if output.exists() and not opts.force:
         raise KdnmtError(f"{output} already exists; pass --force to overwrite it")
     check(not output.exists() or output.is_dir(), f"{output} exists and is not a directory")
+    check(opts.licence is None or (opts.licence.strip() and "\n" not in opts.licence),
+          "--licence must be one non-empty line (an SPDX identifier such as CC-BY-4.0, or a "
+          "short statement)")
+    load_rows(run.eval_json)  # a damaged eval report fails before any conversion
     smoke_source = _smoke_sentence(run, manifest)
     with atomic_dir(output) as tmp:
         if info.get("ct2_only"):
@@ -112,6 +77,8 @@ def export(opts: ExportOptions) -> dict[str, Any]:
             "teacher": info.get("teacher"),
             "kdnmt_version": __version__,
             "exported": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            **card_data(run, manifest, info, opts.quantization,
+                        opts.licence.strip() if opts.licence else None),
         }
         card["size_bytes"] = dir_size(tmp)
         with Translator(tmp, tmp / SPM_NAME, beam=1) as translator:
@@ -120,8 +87,7 @@ def export(opts: ExportOptions) -> dict[str, Any]:
         # exported directory loads and translates, not that the model is good.
         card["smoke"] = {"source": smoke_source, "translation": smoke}
         write_json(tmp / CARD_NAME, card)
-        write_text(tmp / "README.md",
-                   _model_card(card, _latest_eval(run, opts.model, opts.quantization)))
+        write_text(tmp / "README.md", render(card))
     card["output"] = str(output)
     return card
 

@@ -19,13 +19,16 @@ def export_command(
     output: Annotated[Path | None, typer.Option(
         help="Destination directory (default RUN/export/MODEL-QUANT).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing destination.")] = False,
+    licence: Annotated[str | None, typer.Option(
+        help="The licence the model is released under (e.g. an SPDX id), for the model card; "
+             "the training data's terms decide what is allowed.")] = None,
 ) -> None:
     """Convert a trained model to CTranslate2, add the SentencePiece model and a model card."""
     from kdnmt.export import ExportOptions, export
 
     with console.status(f"exporting {model}"):
         card = export(ExportOptions(run=run, model=model, quantization=quantization,
-                                    output=output, force=force))
+                                    output=output, force=force, licence=licence))
     console.print(f"[green]exported[/] {model} → {card['output']} "
                   f"({card['size_bytes'] / 1e6:.1f} MB, {card['quantization']})")
     console.print(f"smoke test: {card['smoke']['source']!r} → {card['smoke']['translation']!r}")
