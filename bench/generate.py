@@ -63,7 +63,7 @@ def main() -> None:
         run = work / "run"
         # A run whose training split is the benchmark sentences, with the adopted teacher.
         kdnmt("prepare", "--run", run, "--src", sl, "--tgt", tl, "--train", work / "bench",
-              "--valid", work / "bench", "--test", work / "bench", "--max-tokens", "100000",
+              "--valid", work / "bench", "--test", work / "bench", "--max-length", "100000",
               "--teacher-checkpoint", args.teacher_dir / "teacher.pt",
               "--teacher-spm", args.teacher_dir / "spm.model")
         src_pieces = run / "data" / f"train.sp.{sl}"
@@ -113,7 +113,7 @@ def main() -> None:
 
         for quant in ("float32", "int8"):
             kdnmt("eval", "--run", run, "--models", "teacher", "--beam", "1",
-                  "--quantization", quant, "--max-sentences", "1")  # convert outside the timing
+                  "--quantization", quant, "--limit", "1")  # convert outside the timing
             start = time.perf_counter()
             generate(GenerateOptions(run=run, beam=args.beam, quantization=quant, force=True))
             seconds = time.perf_counter() - start

@@ -3,7 +3,7 @@ and the quality-vs-speed plot ``eval.png``.
 
 A row is one model, at one checkpoint, on one test set (its files' sha256) cut to one number of
 sentences, decoded with one beam size and quantization: only a row with the same identity
-replaces another, so ``eval --max-sentences 50`` never stands in for the full test, and rows of
+replaces another, so ``eval --limit 50`` never stands in for the full test, and rows of
 a model's earlier checkpoints stay on record. Rows written by kdnmt before this format (no
 checkpoint or test checksums) still load; a new row of the same model, beam, quantization,
 test label, sentence count and step replaces such a row.

@@ -165,7 +165,7 @@ def score(hypotheses: list[str], references: list[str], tgt: str | None = None,
 def _check_options(opts: EvalOptions) -> list[str]:
     """The models to evaluate (the baseline first if it was not listed), checked."""
     check(opts.models, "--models is empty")
-    check(opts.max_sentences >= 0, "--max-sentences must be >= 0")
+    check(opts.max_sentences >= 0, "--limit must be >= 0")
     names = list(dict.fromkeys(opts.models))
     if opts.baseline is not None:
         check_name(opts.baseline, "--baseline")
@@ -296,7 +296,7 @@ def _test_pieces(run: RunDir, sources: list[str],
                  references: list[str]) -> tuple[list[str], list[str]]:
     """The scored pairs as pieces, encoded with the run's SentencePiece model: for the prepared
     test split exactly ``test.sp.SRC``/``test.sp.TGT`` (prepare encodes the same cleaned text
-    the same way), and it also covers ``--test PREFIX`` and ``--max-sentences``."""
+    the same way), and it also covers ``--test PREFIX`` and ``--limit``."""
     from kdnmt.corpus.spm import Tokenizer, encode_lines
 
     tokenizer = Tokenizer(run.spm_model)

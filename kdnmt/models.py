@@ -15,6 +15,10 @@ from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import sha256_file, write_json
 from kdnmt.rundir import RunDir, check_file_name, check_name
 
+#: CTranslate2 quantizations kdnmt converts to (eval, generate, advise, export). Here rather
+#: than in the converter so that the CLI can offer them as choices without importing torch.
+QUANTIZATIONS = ("int8", "int8_float32", "int16", "float32")
+
 
 def load_model_info(run: RunDir, name: str) -> dict[str, Any]:
     """The ``model.json`` of model ``name``; a clear error if it is not (yet) there."""

@@ -101,7 +101,7 @@ def _encode_split(split: str, entry: dict[str, Any], opts: PrepareOptions, run: 
         with atomic_open(run.pieces(split, lang)) as handle:
             handle.writelines(p + "\n" for p, k in zip(pieces, keep, strict=True) if k)
     kept = sum(keep)
-    check(kept > 0, f"{split} split: every pair is longer than --max-tokens {opts.max_tokens}")
+    check(kept > 0, f"{split} split: every pair is longer than --max-length {opts.max_tokens}")
     entry["dropped_too_long"] = len(keep) - kept
     entry["kept"] = kept
     for lang in (opts.src, opts.tgt):
@@ -117,7 +117,7 @@ def prepare(opts: PrepareOptions, on_stage: Callable[[str], None] = lambda _: No
     check_lang(opts.src, "--src")
     check_lang(opts.tgt, "--tgt")
     check(opts.src != opts.tgt, f"--src and --tgt are both '{opts.src}'")
-    check(opts.max_tokens >= 1, f"--max-tokens must be >= 1, got {opts.max_tokens}")
+    check(opts.max_tokens >= 1, f"--max-length must be >= 1, got {opts.max_tokens}")
     run = RunDir(Path(opts.run))
     if run.manifest_path.exists() and not opts.force:
         raise KdnmtError(f"{run.root} is already prepared; pass --force to prepare it again")

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kdnmt.cli.common import RunOption, console, error_boundary, limit_torch_threads
+from kdnmt.cli.common import RunOption, choices, console, error_boundary, limit_torch_threads
 from kdnmt.config import PRESETS
+from kdnmt.models import QUANTIZATIONS
 
 #: (signal key, label, format) in display order.
 SIGNAL_ROWS = (
@@ -36,15 +37,16 @@ METHOD_COLOUR = {"word": "cyan", "seq": "magenta", "hybrid": "yellow"}
 @error_boundary
 def advise_command(
     run: RunOption,
-    student_preset: Annotated[str, typer.Option(
-        help=f"Preset of the student to distil: {', '.join(PRESETS)}.")],
+    student_preset: Annotated[choices(PRESETS), typer.Option(
+        help="Preset of the student to distil (docs/train.md).")],
     teacher: Annotated[str, typer.Option(help="Teacher model name inside the run.")] = "teacher",
     test: Annotated[Path | None, typer.Option(
         help="Measure on PREFIX.SRC/PREFIX.TGT (raw text) instead of the training split.")] = None,
     sample: Annotated[int, typer.Option(help="Sentence pairs to measure on.")] = 500,
     probe_steps: Annotated[int, typer.Option(
         help="Train a probe student this many steps for the decoding gap (0 = use the teacher).")] = 0,
-    quantization: Annotated[str, typer.Option(help="CTranslate2 quantization for greedy decoding.")] = "int8",
+    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(
+        help="CTranslate2 quantization for greedy decoding.")] = "int8",
     batch_size: Annotated[int, typer.Option(help="Batch size in tokens.")] = 2048,
 ) -> None:
     """Measure scenario complexity before training a student; recommend word, seq or hybrid KD."""

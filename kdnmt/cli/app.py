@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from kdnmt import __version__
 from kdnmt.cli.advise import advise_command
@@ -20,12 +22,50 @@ from kdnmt.cli.study import study_command
 from kdnmt.cli.train import train_command
 from kdnmt.cli.translate import translate_command
 
+# Typer vendors its own Click; its UsageError is reached through the public BadParameter.
+_USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class KdnmtGroup(TyperGroup):
+    """The root command. A usage error (an unknown option, ``--steps many``, a value that is
+    not one of an option's choices) is bad input like any other: one ``error:`` line naming the
+    command and exit code 1, instead of Click's boxed usage message and exit code 2
+    (``kdnmt COMMAND --help`` shows the usage). Done here rather than in :func:`main` so that
+    the tests' in-process runner sees exactly what a user's shell sees."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from rich.markup import escape
+
+        from kdnmt.cli.common import err_console
+
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False,
+                                  **extra)
+        except _USAGE_ERROR as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "kdnmt"
+            # A choice's message comes from a validator: "Value error, 'x' is not one of ..."
+            message = exc.format_message().replace("Value error, ", "")
+            err_console.print(f"[bold red]error:[/] {escape(where)}: {escape(message)} "
+                              f"(see {escape(where)} --help)", soft_wrap=True)
+            sys.exit(1)
+        except typer.Abort:
+            err_console.print("[yellow]interrupted[/]")
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
     name="kdnmt",
+    cls=KdnmtGroup,
     help="Knowledge distillation for neural machine translation: a small, fast student from a "
          "big teacher. Every command reads and writes one run directory.",
     no_args_is_help=True,
-    add_completion=False,
+    # `kdnmt --install-completion`: the shell then completes commands, options and choices
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -58,25 +98,5 @@ def _root(
 
 
 def main() -> None:
-    """The `kdnmt` entry point. A usage error (an unknown option, ``--steps many``) is bad input
-    like any other: one ``error:`` line naming the command and exit code 1, instead of Click's
-    boxed usage message and exit code 2 (``kdnmt COMMAND --help`` shows the usage)."""
-    import sys
-
-    from rich.markup import escape
-
-    from kdnmt.cli.common import err_console
-
-    # Typer vendors its own Click; its UsageError is reached through the public BadParameter.
-    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-    try:
-        result = app(standalone_mode=False)
-    except usage_error as exc:  # type: ignore[misc]
-        where = exc.ctx.command_path if exc.ctx is not None else "kdnmt"
-        err_console.print(f"[bold red]error:[/] {escape(where)}: {escape(exc.format_message())} "
-                          f"(see {escape(where)} --help)", soft_wrap=True)
-        sys.exit(1)
-    except typer.Abort:
-        err_console.print("[yellow]interrupted[/]")
-        sys.exit(130)
-    sys.exit(result if isinstance(result, int) else 0)
+    """The `kdnmt` entry point (usage errors: see :class:`KdnmtGroup`)."""
+    app()

@@ -5,20 +5,42 @@ from __future__ import annotations
 import errno
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from kdnmt.errors import KdnmtError
+from kdnmt.errors import KdnmtError, check
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+
+def choices(names: Iterable[str]) -> Any:
+    """The type of an option that takes one of ``names``, kdnmt's own list of them (methods,
+    presets, quantizations...), so that the list stays the only one: ``--help`` shows the
+    choices, shell completion offers them, and anything else is a usage error (one line,
+    exit code 1: see :class:`kdnmt.cli.app.KdnmtGroup`)."""
+    return Literal[tuple(names)]  # type: ignore[valid-type]
+
+
+def renamed(old: str, new: str, old_value: T | None, new_value: T, default: T) -> T:
+    """The value of an option given under its new name or its old, hidden one (kept working
+    for a while, with a note on stderr); both at once is an error."""
+    if old_value is None:
+        return new_value
+    check(new_value == default, f"{old} is the old name of {new}: give {new} only")
+    err_console.print(f"[yellow]note:[/] {old} is now {new} (the old name will be removed)",
+                      soft_wrap=True)
+    return old_value
+
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory (created by `kdnmt prepare`).")]
 # Options shared by `train` and `distill` (both train through the same bridge).

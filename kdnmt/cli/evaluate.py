@@ -8,9 +8,17 @@ import typer
 from rich import box
 from rich.table import Table
 
-from kdnmt.cli.common import RunOption, console, error_boundary, limit_torch_threads
+from kdnmt.cli.common import (
+    RunOption,
+    choices,
+    console,
+    error_boundary,
+    limit_torch_threads,
+    renamed,
+)
 from kdnmt.eval_report import delta_cell, p_cell
 from kdnmt.evaluate import TERMINAL_COLUMNS, EvalOptions, evaluate, format_cell, parse_beams
+from kdnmt.models import QUANTIZATIONS
 from kdnmt.significance import AR_DEFAULT, BOOTSTRAP_DEFAULT, SEED, verdict
 
 
@@ -21,9 +29,13 @@ def eval_command(
     test: Annotated[str | None, typer.Option(
         help="Test prefix (PREFIX.SRC, PREFIX.TGT); default: the run's prepared test split.")] = None,
     beam: Annotated[str, typer.Option(help="Comma-separated beam sizes.")] = "1,5",
-    quantization: Annotated[str, typer.Option(help="CTranslate2 quantization.")] = "int8",
+    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(
+        help="CTranslate2 quantization.")] = "int8",
     batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = 2048,
-    max_sentences: Annotated[int, typer.Option(help="Evaluate on the first N pairs only (0 = all).")] = 0,
+    limit: Annotated[int, typer.Option(
+        help="Evaluate on the first N test pairs only (0 = all).")] = 0,
+    max_sentences: Annotated[int | None, typer.Option(
+        "--max-sentences", hidden=True, help="Old name of --limit.")] = None,
     teacher_forced: Annotated[bool, typer.Option(
         "--teacher-forced/--no-teacher-forced",
         help="Also score each PyTorch model teacher-forced (tf acc, tf ppl).")] = True,
@@ -43,7 +55,9 @@ def eval_command(
     names = [m.strip() for m in models.split(",") if m.strip()]
     opts = EvalOptions(run=run, models=names, test=test, beams=parse_beams(beam),
                        quantization=quantization, batch_tokens=batch_size,
-                       max_sentences=max_sentences, teacher_forced=teacher_forced,
+                       max_sentences=renamed("--max-sentences", "--limit", max_sentences,
+                                             limit, 0),
+                       teacher_forced=teacher_forced,
                        baseline=baseline, bootstrap=bootstrap, ar_trials=ar_trials,
                        bleu_tokenize=bleu_tokenize)
     with console.status("evaluating") as status:

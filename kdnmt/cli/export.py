@@ -7,15 +7,16 @@ from typing import Annotated
 
 import typer
 
-from kdnmt.cli.common import RunOption, console, error_boundary
+from kdnmt.cli.common import RunOption, choices, console, error_boundary
+from kdnmt.models import QUANTIZATIONS
 
 
 @error_boundary
 def export_command(
     run: RunOption,
     model: Annotated[str, typer.Option(help="Model name inside the run.")],
-    quantization: Annotated[str, typer.Option(
-        help="int8, int8_float32, int16 or float32.")] = "int8",
+    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(
+        help="CTranslate2 quantization of the exported model.")] = "int8",
     output: Annotated[Path | None, typer.Option(
         help="Destination directory (default RUN/export/MODEL-QUANT).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing destination.")] = False,

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
-from kdnmt.cli.common import RunOption, console, error_boundary, limit_torch_threads
+from kdnmt.cli.common import RunOption, choices, console, error_boundary, limit_torch_threads
 from kdnmt.cli.progress import Display, Eta
+from kdnmt.generate import ALONG_CHOICES, ENGINE_CHOICES, SELECT_CHOICES
+from kdnmt.models import QUANTIZATIONS
 
 
 @error_boundary
@@ -17,20 +19,20 @@ def generate_command(
     teacher: Annotated[str, typer.Option(help="Teacher model name in the run.")] = "teacher",
     beam: Annotated[int, typer.Option(help="Beam size of the teacher's search.")] = 5,
     nbest: Annotated[int, typer.Option(help="Hypotheses kept per sentence (<= beam).")] = 1,
-    select: Annotated[str | None, typer.Option(
+    select: Annotated[choices(SELECT_CHOICES) | None, typer.Option(
         help="'closest': per sentence, the n-best hypothesis closest to the reference "
              "(sentence BLEU), for seq-inter.")] = None,
     soft_targets: Annotated[int, typer.Option(
         help="Store the teacher's top-K token distributions (0 = none).")] = 0,
-    soft_along: Annotated[str, typer.Option(
+    soft_along: Annotated[choices(ALONG_CHOICES), typer.Option(
         help="Soft targets along 'references' (word-KD) or 'pseudo-targets' (seq+word).")]
         = "references",
     filter_ce: Annotated[float, typer.Option(
-        help="Drop this %% of pairs with the worst length-normalised teacher score.")] = 0.0,
+        help="Drop this % of pairs with the worst length-normalised teacher score.")] = 0.0,
     shard: Annotated[str | None, typer.Option(
         help="I/N: decode only every N-th chunk starting at I (one of N machines).")] = None,
     merge: Annotated[bool, typer.Option(help="Assemble chunks decoded by --shard runs.")] = False,
-    engine: Annotated[str, typer.Option(
+    engine: Annotated[choices(ENGINE_CHOICES), typer.Option(
         help="Decoding engine: 'local' (this machine) or 'ray' (a Ray cluster; needs "
              "pip install 'kdnmt\\[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(
@@ -39,8 +41,8 @@ def generate_command(
     ray_actors: Annotated[int, typer.Option(
         help="--engine ray: number of decoding actors, one CPU each (0 = every CPU Ray "
              "reports).")] = 0,
-    quantization: Annotated[str, typer.Option(help="CTranslate2 quantization of the teacher.")]
-        = "int8",
+    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(
+        help="CTranslate2 quantization of the teacher.")] = "int8",
     batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = 2048,
     lines_per_chunk: Annotated[int, typer.Option(
         help="Lines per resumable chunk.")] = 1000,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kdnmt.cli.common import console, error_boundary
+from kdnmt.cli.common import choices, console, error_boundary
 from kdnmt.noise import NOISE_LEVELS, OPERATIONS
 
 
@@ -15,8 +15,8 @@ from kdnmt.noise import NOISE_LEVELS, OPERATIONS
 def noise_command(
     in_: Annotated[Path, typer.Option("--in", help="Input text, one sentence a line (.xz ok).")],
     out: Annotated[Path, typer.Option("--out", help="Output file (.xz: compressed); never the input.")],
-    level: Annotated[str, typer.Option(
-        help=f"Noise level: {', '.join(NOISE_LEVELS)} (see docs/noise.md).")],
+    level: Annotated[choices(NOISE_LEVELS), typer.Option(
+        help="Noise level (see docs/noise.md).")],
     seed: Annotated[int, typer.Option(help="Seed: same input, level and seed, same bytes.")] = 1,
     vocab: Annotated[Path | None, typer.Option(
         help="Replacement words, one a line (default: the input's own words).")] = None,

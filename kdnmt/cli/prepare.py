@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kdnmt.cli.common import RunOption, console, error_boundary
+from kdnmt.cli.common import RunOption, console, error_boundary, renamed
 
 
 @error_boundary
@@ -20,8 +20,11 @@ def prepare_command(
     valid: Annotated[str, typer.Option(help="Validation prefix.")],
     test: Annotated[str | None, typer.Option(help="Test prefix (optional; `eval` uses it).")] = None,
     vocab_size: Annotated[int, typer.Option(help="SentencePiece vocabulary size (joint).")] = 8000,
-    max_tokens: Annotated[int, typer.Option(
-        help="Drop train/valid pairs with a side longer than this many pieces.")] = 150,
+    max_length: Annotated[int, typer.Option(
+        help="Drop train/valid pairs with a side longer than this many SentencePiece pieces "
+             "(a length filter, like training.max_length).")] = 150,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-tokens", hidden=True, help="Old name of --max-length.")] = None,
     character_coverage: Annotated[float, typer.Option(
         help="SentencePiece character coverage (0.9995 for CJK scripts).")] = 1.0,
     force: Annotated[bool, typer.Option(help="Prepare again over an existing run.")] = False,
@@ -53,7 +56,9 @@ def prepare_command(
                                 ct2_dir=teacher_ct2, vocab=teacher_vocab,
                                 name=check_name(teacher_name))
     opts = PrepareOptions(run=run, src=src, tgt=tgt, train=train, valid=valid, test=test,
-                          vocab_size=vocab_size, max_tokens=max_tokens,
+                          vocab_size=vocab_size,
+                          max_tokens=renamed("--max-tokens", "--max-length", max_tokens,
+                                             max_length, 150),
                           character_coverage=character_coverage, force=force, teacher=teacher)
     with console.status("preparing") as status:
         manifest = prepare(opts, on_stage=lambda stage: status.update(stage))

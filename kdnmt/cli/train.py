@@ -12,6 +12,7 @@ from kdnmt.cli.common import (
     InitFromOption,
     RunOption,
     WorldSizeOption,
+    choices,
     error_boundary,
 )
 from kdnmt.cli.progress import run_with_progress
@@ -22,13 +23,14 @@ from kdnmt.config import PRESETS
 def train_command(
     run: RunOption,
     name: Annotated[str, typer.Option(help="Model name inside the run (e.g. teacher, ce).")] = "teacher",
-    preset: Annotated[str, typer.Option(
-        help=f"Model size: {', '.join(PRESETS)} (see docs/train.md).")] = "small",
+    preset: Annotated[choices(PRESETS), typer.Option(
+        help="Model size (see docs/train.md).")] = "small",
     steps: Annotated[int | None, typer.Option(help="Training steps (overrides the preset).")] = None,
     max_minutes: Annotated[float | None, typer.Option(
         help="Stop cleanly (and save) after this many minutes; 0 = no limit.")] = None,
     config: Annotated[Path | None, typer.Option(
-        help="YAML with `model:` and `training:` keys overriding the preset.")] = None,
+        help="YAML with `model:`, `training:` (and `onmt:`) keys overriding the preset.")]
+        = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
     world_size: WorldSizeOption = 1,
     device: DeviceOption = "cpu",

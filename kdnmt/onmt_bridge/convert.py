@@ -15,12 +15,11 @@ import torch
 from kdnmt.errors import KdnmtError
 from kdnmt.fileio import atomic_dir
 from kdnmt.gate import GATE_PREFIX
+from kdnmt.models import QUANTIZATIONS
 from kdnmt.onmt_bridge import shims
 from kdnmt.onmt_bridge.checkpoint import load_checkpoint, strip_keys
 
 shims.install()
-
-QUANTIZATIONS = ("int8", "int8_float32", "int16", "float32")
 
 
 def convert_checkpoint(checkpoint: Path, output: Path, quantization: str = "int8") -> None:

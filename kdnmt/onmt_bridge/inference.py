@@ -98,7 +98,7 @@ def forced_log_probs(frozen: FrozenModel, src: list[list[int]],
     except SequenceTooLongError:
         longest = max(src_tensor.size(1), tgt_tensor.size(1))
         raise KdnmtError(f"a sequence of {longest} pieces is longer than the model's positional "
-                         "encoding: drop such pairs (prepare --max-tokens)") from None
+                         "encoding: drop such pairs (prepare --max-length)") from None
     logits = frozen.model.generator(dec_out)
     mask = tgt_tensor[:, 1:, 0].ne(frozen.pad)
     return torch.log_softmax(logits.float(), dim=-1), mask

@@ -97,7 +97,7 @@ def test_advise_with_a_ct2_only_teacher(trained_run: Path, copy_run) -> None:
 
 def test_advise_bad_input(trained_run: Path, tmp_path: Path) -> None:
     _assert_clean_error(run_cli("advise", "--run", trained_run, "--student-preset", "huge"),
-                        "unknown preset 'huge'")
+                        "'huge' is not one of 'tiny'")
     _assert_clean_error(run_cli("advise", "--run", trained_run, "--student-preset", "tiny",
                                 "--teacher", "nobody"), "unknown model 'nobody'")
     _assert_clean_error(run_cli("advise", "--run", trained_run, "--student-preset", "tiny",

@@ -130,7 +130,7 @@ def test_vocab_too_big_for_corpus(corpus, tmp_path: Path) -> None:
 def test_unknown_preset(prepared_run: Path, copy_run) -> None:
     run = copy_run(prepared_run)
     result = run_cli("train", "--run", run, "--name", "x", "--preset", "huge")
-    assert_clean_error(result, "unknown preset 'huge'", "tiny, small, base, big")
+    assert_clean_error(result, "'huge' is not one of 'tiny', 'small', 'base', 'big'")
 
 
 def test_unknown_config_key_lists_valid_keys(prepared_run: Path, copy_run, tmp_path) -> None:

@@ -35,7 +35,7 @@ def test_rows_and_hypotheses_are_keyed_by_test_set_and_size(trained_run: Path, c
     full_sha = sha256_file(full_file)
     # a cut test set is another row, with its own file; the full row and file stay
     ok("eval", "--run", run, "--models", "teacher", "--beam", "1", "--no-teacher-forced",
-       "--max-sentences", "12")
+       "--limit", "12")
     # another test set: its own row and directory of hypotheses
     other = write_slice(tmp_path / "other", "test", 25, start=200)
     ok("eval", "--run", run, "--models", "teacher", "--beam", "1", "--no-teacher-forced",
@@ -60,7 +60,7 @@ def test_rows_and_hypotheses_are_keyed_by_test_set_and_size(trained_run: Path, c
         assert f"| teacher | teacher | 1 | {n} |" in md
     # the same evaluation again replaces its own row only
     ok("eval", "--run", run, "--models", "teacher", "--beam", "1", "--no-teacher-forced",
-       "--max-sentences", "12")
+       "--limit", "12")
     assert [r["sentences"] for r in rows_of(run)] == [60, 25, 12]
     assert not no_temp_files(run)
 

@@ -18,7 +18,7 @@ def _pieces(run: Path, split: str, lang: str, n: int) -> list[str]:
 def test_eval_reports_teacher_forced_metrics(trained_run: Path, copy_run) -> None:
     run = copy_run(trained_run)
     result = run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1,2",
-                     "--max-sentences", "12")
+                     "--limit", "12")
     assert result.exit_code == 0, result.output
     assert "tf acc" in result.stdout and "tf ppl" in result.stdout
     rows = json.loads((run / "reports" / "eval.json").read_text())["results"]
@@ -51,7 +51,7 @@ def test_eval_reports_teacher_forced_metrics(trained_run: Path, copy_run) -> Non
 
     # --no-teacher-forced: the columns stay empty
     result = run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1",
-                     "--max-sentences", "12", "--no-teacher-forced")
+                     "--limit", "12", "--no-teacher-forced")
     assert result.exit_code == 0, result.output
     rows = json.loads((run / "reports" / "eval.json").read_text())["results"]
     beam1 = next(r for r in rows if r["beam"] == 1)

@@ -121,7 +121,7 @@ def test_resume_with_either_engine(local_run: Path, ray_run: Path, ray_cluster: 
 
 
 @pytest.mark.parametrize("args, needles", [
-    (("--engine", "spark"), ("--engine", "local, ray", "spark")),
+    (("--engine", "spark"), ("--engine", "'local', 'ray'", "spark")),
     (("--ray-actors", "2"), ("need --engine ray",)),
     (("--engine", "ray", "--ray-actors", "-1"), ("--ray-actors must be >= 0",)),
 ])
