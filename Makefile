@@ -26,13 +26,15 @@ help:
 	@$(HELP_ROW) "DEMO_DATA=$(DEMO_DATA)" "directory of train/valid/test.{de,en}[.xz]"
 	@$(HELP_ROW) "DEMO_TEACHER=$(DEMO_TEACHER)" "bundled: adopt DEMO_TEACHER_DIR; train: train one in the run"
 	@$(HELP_ROW) "DEMO_TEACHER_DIR=$(DEMO_TEACHER_DIR)" "the teacher adopted with DEMO_TEACHER=bundled"
-	@$(HELP_ROW) "DEMO_TEACHER_MINUTES=$(DEMO_TEACHER_MINUTES)" "teacher time budget with DEMO_TEACHER=train"
-	@$(HELP_ROW) "DEMO_STUDENT_MINUTES=$(DEMO_STUDENT_MINUTES)" "time budget of each student"
+	@$(HELP_ROW) "DEMO_TEACHER_STEPS=$(DEMO_TEACHER_STEPS)" "teacher updates with DEMO_TEACHER=train"
+	@$(HELP_ROW) "DEMO_TEACHER_MAX_MINUTES=$(DEMO_TEACHER_MAX_MINUTES)" "its safety cap in minutes"
+	@$(HELP_ROW) "DEMO_STUDENT_STEPS=$(DEMO_STUDENT_STEPS)" "updates of each student (ce and seq)"
+	@$(HELP_ROW) "DEMO_STUDENT_MAX_MINUTES=$(DEMO_STUDENT_MAX_MINUTES)" "their safety cap in minutes"
 	@$(HELP_ROW) "DEMO_VOCAB=$(DEMO_VOCAB)" "SentencePiece size with DEMO_TEACHER=train"
 	@echo "Recipes (each has a README.md; pass your own DATA= and TEACHER_DIR=):"
 	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile all" "every KD method at equal budgets (also: prepare generate students eval clean; maintainers: corpus)"
 	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile study-micro" "the KD study grid (also study-quick, study-full)"
-	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile selfevo-start" "selfevo from a cold and a warm start"
+	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile selfevo-start" "selfevo as a fine-tuning stage from a ce student"
 	@$(HELP_ROW) "make -f recipes/iwslt14-de-en/Makefile all" "IWSLT14 de-en, downloaded (also: data prepare teacher generate students eval)"
 
 install: $(STAMP)
