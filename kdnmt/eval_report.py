@@ -134,10 +134,14 @@ def delta_cell(result: dict[str, Any]) -> str:
     return f"{_signed(result['delta'])} [{_signed(low)}, {_signed(high)}]"
 
 
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def p_cell(result: dict[str, Any]) -> str:
     if result.get("p_bootstrap") is None:
         return "-"
-    return f"{result['p_bootstrap']:.3f} / {result['p_ar']:.3f}"
+    return f"{_p(result['p_bootstrap'])} / {_p(result['p_ar'])}"
 
 
 # -- significance -----------------------------------------------------------------------------
