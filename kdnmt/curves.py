@@ -170,7 +170,8 @@ def _label(run: RunDir, name: str) -> str:
 
 
 def collect_curves(run: RunDir, models: list[str] | None) -> dict[str, list[CurvePoint]]:
-    """Every model's curve (or the named models'), in name order; errors when none has one."""
+    """Every model's curve (or the named models', in their order); errors when none has one,
+    or when a named model has none."""
     run.load_manifest()
     if models is None:
         names = sorted(p.parent.name for p in run.models_dir.glob(f"*/{CURVE_FILE}")) \
@@ -184,8 +185,13 @@ def collect_curves(run: RunDir, models: list[str] | None) -> dict[str, list[Curv
             check((run.model_dir(name) / CURVE_FILE).is_file(),
                   f"model '{name}' has no learning curve ({run.model_dir(name) / CURVE_FILE}): "
                   "it was trained with training.bleu_every: 0, or before its first checkpoint")
+            check(name not in names, f"--models names '{name}' twice")
             names.append(name)
     curves = {name: read_curve(run.model_dir(name) / CURVE_FILE) for name in names}
+    if models is not None:
+        empty = [name for name, points in curves.items() if not points]
+        check(not empty, f"model '{empty[0] if empty else ''}' has no learning-curve point yet "
+                         "(its first checkpoint is still to come)")
     curves = {name: points for name, points in curves.items() if points}
     check(curves, f"no model of {run.root} has a learning curve (models/NAME/{CURVE_FILE}): "
                   "train or distill with training.bleu_every > 0 first")

@@ -160,7 +160,7 @@ def test_distill_student_has_a_curve_and_plot_draws_every_model(trained_run: Pat
 
 
 @pytest.mark.parametrize("problem", ["no curve", "unknown model", "model without curve",
-                                     "bad extension"])
+                                     "curve without points", "named twice", "bad extension"])
 def test_plot_bad_input(problem: str, prepared_run: Path, trained_run: Path, copy_run,
                         tmp_path: Path) -> None:
     if problem == "no curve":
@@ -176,6 +176,16 @@ def test_plot_bad_input(problem: str, prepared_run: Path, trained_run: Path, cop
         (run / "models" / "teacher" / "curve.csv").unlink()
         args = ("--models", "teacher")
         needle = "model 'teacher' has no learning curve"
+    elif problem == "curve without points":
+        run = copy_run(trained_run)
+        curve = run / "models" / "teacher" / "curve.csv"
+        curve.write_text(curve.read_text().splitlines()[0] + "\n")
+        args = ("--models", "teacher")
+        needle = "no learning-curve point yet"
+    elif problem == "named twice":
+        run = trained_run
+        args = ("--models", "teacher,teacher")
+        needle = "names 'teacher' twice"
     else:
         run = trained_run
         args = ("--out", tmp_path / "curves.txt")

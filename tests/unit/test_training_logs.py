@@ -77,3 +77,22 @@ def test_plain_display_throttles_lines(clock, capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["stage: 1/10 · at 1", "stage: 7/10 · at 7", "stage: 10/10 · at 10",
                      "other: 3", "other: 4"]
+
+
+def test_terminal_display_draws_bars() -> None:
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+    with progress.Display(console) as display:
+        assert display.live
+        task = display.add("train x", total=20, info="starting")
+        display.update(task, completed=20, info="loss 1.000 · ETA 0:00")
+        display.print("  step 20: valid loss 1.000")
+        other = display.add("cells", total=None)
+        display.remove(other)
+    text = out.getvalue()
+    assert "train x" in text and "20/20" in text and "ETA 0:00" in text
+    assert "step 20: valid loss 1.000" in text
