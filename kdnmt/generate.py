@@ -34,6 +34,14 @@ from typing import Any
 
 from kdnmt import __version__
 from kdnmt.corpus.spm import Tokenizer
+from kdnmt.devices import (
+    check_compute_type_name,
+    check_ct2_device,
+    check_device_name,
+    check_torch_device,
+    ct2_gpu_count,
+    resolve,
+)
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import atomic_open, remove_stale_temps, sha256_file, write_json
 from kdnmt.models import ct2_model, load_model_info
@@ -70,6 +78,19 @@ class GenerateOptions:
     engine: str = "local"
     ray_address: str | None = None
     ray_actors: int = 0
+    #: Where CTranslate2 decodes ("cpu" or "cuda": every visible GPU, or with --engine ray one
+    #: GPU per actor) and the soft targets' forward pass runs; and CTranslate2's compute type
+    #: ("default": kdnmt.devices.resolve). Both are part of settings(): another device or
+    #: compute type may choose other hypotheses, and chunks are never mixed.
+    device: str = "cpu"
+    compute_type: str = "default"
+
+
+#: The decoding settings a settings.json written before devices were options was made with.
+LEGACY_SETTINGS = {"device": "cpu", "compute_type": "default"}
+#: What CTranslate2 resolved the requested compute type to (``default`` -> ``int8_float32``
+#: on a CPU, say), written when decoding first starts and checked by every later process.
+COMPUTE_TYPE_FILE = "compute-type.json"
 
 
 @dataclass
@@ -116,6 +137,19 @@ def _validate(opts: GenerateOptions) -> None:
     check(opts.ray_actors >= 0, f"--ray-actors must be >= 0, got {opts.ray_actors}")
     check(opts.engine == "ray" or (opts.ray_address is None and not opts.ray_actors),
           "--ray-address and --ray-actors need --engine ray")
+    check_device_name(opts.device)
+    check_compute_type_name(opts.compute_type)
+
+
+def _check_devices(opts: GenerateOptions) -> None:
+    """The device can run what this command will run on it (before --force deletes
+    anything or a conversion starts). With --engine ray the GPUs are the cluster's, checked
+    there by each actor."""
+    if opts.engine == "local" and not opts.merge:
+        check_ct2_device(opts.device)
+        resolve(opts.device, opts.compute_type, opts.quantization)
+    if opts.soft_targets:
+        check_torch_device(opts.device, "soft targets (the teacher's forward pass)")
 
 
 class Generation:
@@ -141,10 +175,14 @@ class Generation:
         check(not (opts.soft_targets and self.info.get("ct2_only")),
               f"teacher '{opts.teacher}' is a CTranslate2 model: soft targets (token-level KD) "
               "need its PyTorch checkpoint")
+        _check_devices(opts)
         self.dir = self.run.root / "generated" / opts.teacher
         self.chunks_dir = self.dir / "chunks"
         self.source_path = self.run.pieces("train", self.src)
         self.reference_path = self.run.pieces("train", self.tgt)
+        # What this process decoded, kept so that assembling does not parse and detokenize
+        # it again after decoding (chunks of an earlier process are read from disk).
+        self.decoded: dict[int, tuple[list[dict[str, Any]], list[str]]] = {}
 
     # -- settings -------------------------------------------------------------------------
 
@@ -159,6 +197,8 @@ class Generation:
             "length_ratio": self.opts.length_ratio,
             "quantization": self.opts.quantization,
             "lines_per_chunk": self.opts.lines_per_chunk,
+            "device": self.opts.device,
+            "compute_type": self.opts.compute_type,
         }
 
     def check_settings(self, settings: dict[str, Any]) -> None:
@@ -168,7 +208,7 @@ class Generation:
         if self.opts.force and self.dir.exists() and not self.opts.merge:
             shutil.rmtree(self.dir)
         if path.is_file():
-            old = json.loads(path.read_text(encoding="utf-8"))
+            old = {**LEGACY_SETTINGS, **json.loads(path.read_text(encoding="utf-8"))}
             diff = [f"{k} {old.get(k)!r} vs {v!r}" for k, v in settings.items() if old.get(k) != v]
             if diff:
                 raise KdnmtError(
@@ -208,31 +248,43 @@ class Generation:
         decoder_args = {"beam": self.opts.beam, "nbest": self.opts.nbest,
                         "batch_tokens": self.opts.batch_tokens,
                         "max_length": self.opts.max_length,
-                        "length_ratio": self.opts.length_ratio}
+                        "length_ratio": self.opts.length_ratio,
+                        "device": self.opts.device}
         parts = {c: lines[c * size:(c + 1) * size] for c in todo}
         tokens = 0
+        tokenizer = Tokenizer(self.run.spm_model)
 
         def finished(chunk: int, results: list[Hypotheses]) -> None:
             nonlocal done, tokens
             check(len(results) == len(parts[chunk]),
                   f"chunk {chunk}: {len(results)} hypotheses for {len(parts[chunk])} lines")
+            records = [{"h": r.pieces, "s": r.scores} for r in results]
             with atomic_open(self.chunk_path(chunk)) as handle:
-                for r in results:
-                    handle.write(json.dumps({"h": r.pieces, "s": r.scores},
-                                            ensure_ascii=False) + "\n")
+                for record in records:
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            best = [r.pieces[0].split() if r.pieces else [] for r in results]
+            # detokenized now, while the next chunks decode, not after the last one
+            self.decoded[chunk] = (records, tokenizer.detokenize_batch(best))
             done += len(results)
-            tokens += sum(len(r.pieces[0].split()) for r in results)
+            tokens += sum(len(b) for b in best)
             progress(Progress("decoding", done, total, tokens))
 
         if self.opts.engine == "ray":
             progress(Progress("decoding", done, total))
-            decode_on_ray(model_dir, parts, finished, decoder_args,
-                          address=self.opts.ray_address, actors=self.opts.ray_actors)
+            decode_on_ray(model_dir, parts, finished,
+                          {**decoder_args, "compute_type": self.opts.compute_type,
+                           "quantization": self.opts.quantization},
+                          address=self.opts.ray_address, actors=self.opts.ray_actors,
+                          on_ready=self.record_compute_type)
             return len(todo)
-        with TeacherDecoder(model_dir, **decoder_args) as decoder:
+        compute_type = resolve(self.opts.device, self.opts.compute_type, self.opts.quantization)
+        gpus = list(range(ct2_gpu_count())) if self.opts.device == "cuda" else 0
+        with TeacherDecoder(model_dir, compute_type=compute_type, device_index=gpus,
+                            **decoder_args) as decoder:
+            self.record_compute_type({decoder.compute_type})
             progress(Progress("decoding", done, total))
-            for chunk, part in parts.items():
-                finished(chunk, decoder.decode(part))
+            for chunk, results in decoder.decode_stream(parts.items()):
+                finished(chunk, results)
         return len(todo)
 
     def read_chunks(self, n_chunks: int, n_lines: int) -> list[dict[str, Any]]:
@@ -245,6 +297,9 @@ class Generation:
             )
         records = []
         for c in range(n_chunks):
+            if c in self.decoded:  # what was just written, as json.loads would read it back
+                records.extend(self.decoded[c][0])
+                continue
             with open(self.chunk_path(c), encoding="utf-8") as handle:
                 try:
                     records.extend(json.loads(line) for line in handle)
@@ -254,10 +309,54 @@ class Generation:
               f"the chunks hold {len(records)} lines but the source has {n_lines}")
         return records
 
+    def best_texts(self, records: list[dict[str, Any]], tokenizer: Tokenizer) -> list[str]:
+        """The detokenized best hypothesis of every line: from this process's decoding where
+        it has it, else detokenized here, a chunk at a time."""
+        size = self.opts.lines_per_chunk
+        texts: list[str] = []
+        for c in range(math.ceil(len(records) / size)):
+            if c in self.decoded:
+                texts.extend(self.decoded[c][1])
+            else:
+                texts.extend(tokenizer.detokenize_batch(
+                    [r["h"][0].split() for r in records[c * size:(c + 1) * size]]))
+        return texts
+
+    # -- the compute type that ran -------------------------------------------------------
+
+    def recorded_compute_type(self) -> str | None:
+        """The CTranslate2 compute type the chunks here were decoded with, if recorded."""
+        path = self.dir / COMPUTE_TYPE_FILE
+        if not path.is_file():
+            return None
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))["ctranslate2_compute_type"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise KdnmtError(f"{path} is corrupt: pass --force to start over") from None
+        check(isinstance(value, str), f"{path} is corrupt: pass --force to start over")
+        return value
+
+    def record_compute_type(self, used: set[str]) -> None:
+        """Before decoding: the same requested settings can resolve to another compute type
+        on another machine (a GPU without half precision, say), and chunks decoded with two
+        are not mixed."""
+        what = f"--compute-type {self.opts.compute_type} on {self.opts.device}"
+        check(len(used) == 1, f"{what} resolved to {', '.join(sorted(used))} on different "
+              "Ray actors: give an explicit --compute-type that all of them support")
+        (value,) = used
+        old = self.recorded_compute_type()
+        if old is None:
+            write_json(self.dir / COMPUTE_TYPE_FILE, {"ctranslate2_compute_type": value})
+        else:
+            check(old == value, f"the chunks in {self.chunks_dir} were decoded with CTranslate2 "
+                  f"compute type {old}, but {what} is {value} here: pass --force to start "
+                  f"over, or --compute-type {old}")
+
     def write_shard_manifest(self, shard: tuple[int, int], chunk_ids: list[int]) -> Path:
         path = self.dir / f"shard-{shard[0]}-of-{shard[1]}.json"
         write_json(path, {"settings": self.settings(), "shard": list(shard),
-                          "chunks": {str(c): sha256_file(self.chunk_path(c)) for c in chunk_ids}})
+                          "chunks": {str(c): sha256_file(self.chunk_path(c)) for c in chunk_ids},
+                          "ctranslate2_compute_type": self.recorded_compute_type()})
         return path
 
     def verify_shard_manifests(self) -> int:
@@ -265,8 +364,11 @@ class Generation:
         count = 0
         for path in sorted(self.dir.glob("shard-*-of-*.json")):
             data = json.loads(path.read_text(encoding="utf-8"))
-            check(data["settings"] == self.settings(),
+            check({**LEGACY_SETTINGS, **data["settings"]} == self.settings(),
                   f"{path.name} was made with other settings than this run's")
+            theirs = data.get("ctranslate2_compute_type")
+            if theirs is not None:
+                self.record_compute_type({theirs})  # one compute type for every shard
             for chunk, digest in data["chunks"].items():
                 chunk_path = self.chunk_path(int(chunk))
                 check(chunk_path.is_file(), f"chunk {chunk_path.name} of {path.name} is missing")
@@ -299,13 +401,14 @@ def _assemble(gen: Generation, sources: list[str], records: list[dict[str, Any]]
         "pseudo": gen.dir / f"train.sp.{tgt}",
         "pseudo_text": gen.dir / f"train.{tgt}",
     }
+    texts = gen.best_texts(records, tokenizer)
     with atomic_open(outputs["source"]) as f_src, atomic_open(outputs["pseudo"]) as f_tgt, \
             atomic_open(outputs["pseudo_text"]) as f_txt:
-        for line, record, k in zip(sources, records, keep, strict=True):
+        for line, record, text, k in zip(sources, records, texts, keep, strict=True):
             if k:
                 f_src.write(line + "\n")
                 f_tgt.write(record["h"][0] + "\n")
-                f_txt.write(tokenizer.detokenize(record["h"][0].split()) + "\n")
+                f_txt.write(text + "\n")
     if opts.nbest > 1:
         outputs["nbest"] = gen.dir / "nbest.jsonl"
         with atomic_open(outputs["nbest"]) as handle:
@@ -366,8 +469,18 @@ def _soft_targets(gen: Generation, progress: ProgressFn) -> dict[str, Any]:
         spm_sha256=gen.manifest["sentencepiece"]["sha256"],
         teacher_sha256=gen.info["checkpoint_sha256"], lines_per_shard=gen.opts.lines_per_chunk,
         force=gen.opts.force, progress=lambda d, t: progress(Progress("soft targets", d, t)),
+        device=gen.opts.device,
     )
-    return {"path": store_dir.name, "k": gen.opts.soft_targets, "along": gen.opts.soft_along}
+    return {"path": store_dir.name, "k": gen.opts.soft_targets, "along": gen.opts.soft_along,
+            "device": gen.opts.device}
+
+
+def _decoding(gen: Generation) -> dict[str, Any]:
+    """Where the chunks were decoded: the requested device and compute type (also in the
+    settings) and what CTranslate2 resolved it to (None for chunks decoded before kdnmt
+    recorded it). Not the engine: a run may resume with the other one."""
+    return {"device": gen.opts.device, "compute_type": gen.opts.compute_type,
+            "ctranslate2_compute_type": gen.recorded_compute_type()}
 
 
 def generate(opts: GenerateOptions, progress: ProgressFn = lambda p: None) -> dict[str, Any]:
@@ -383,7 +496,7 @@ def generate(opts: GenerateOptions, progress: ProgressFn = lambda p: None) -> di
         decoded = gen.decode_chunks(sources, chunk_ids, progress)
         path = gen.write_shard_manifest(shard, chunk_ids)
         return {"shard": opts.shard, "chunks": len(chunk_ids), "decoded": decoded,
-                "shard_manifest": str(path)}
+                "shard_manifest": str(path), "decoding": _decoding(gen)}
     if opts.merge:
         shards = gen.verify_shard_manifests()
         check(shards > 0, f"--merge found no shard-I-of-N.json in {gen.dir}")
@@ -398,6 +511,7 @@ def generate(opts: GenerateOptions, progress: ProgressFn = lambda p: None) -> di
                                     if k in ("select", "filter_ce", "soft_targets", "soft_along")}},
         "source": {"path": str(gen.source_path.relative_to(gen.run.root)),
                    "sha256": settings["source_sha256"], "lines": len(sources)},
+        "decoding": _decoding(gen),
         **summary,
     }
     if opts.soft_targets:

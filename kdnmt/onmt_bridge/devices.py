@@ -7,19 +7,19 @@ GPUs is one clear error instead of a CUDA traceback from deep inside OpenNMT-py.
 
 from __future__ import annotations
 
-import torch
-
+from kdnmt.devices import DEVICES, check_device_name, torch_gpu_count
 from kdnmt.errors import KdnmtError
 
-DEVICES = ("cpu", "cuda")
+__all__ = ["DEVICES", "backend", "check_device", "device_id"]
 
 
 def check_device(device: str, world_size: int) -> str:
-    """``device`` if it can run ``world_size`` ranks here; a :class:`KdnmtError` otherwise."""
-    if device not in DEVICES:
-        raise KdnmtError(f"--device must be one of {', '.join(DEVICES)}, got '{device}'")
+    """``device`` if it can run ``world_size`` ranks here; a :class:`KdnmtError` otherwise.
+    The device names and the GPU count are :mod:`kdnmt.devices`', shared with the commands
+    that decode."""
+    check_device_name(device)
     if device == "cuda":
-        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        available = torch_gpu_count()
         if available < world_size:
             raise KdnmtError(
                 f"--device cuda needs {world_size} GPU(s) (one per rank, --world-size), but "

@@ -47,9 +47,15 @@ class FrozenModel:
     def tokens(self) -> list[str]:
         return list(self.vocab.ids_to_tokens)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are: the batches of :func:`forced_log_probs` go there."""
+        return next(self.model.parameters()).device
 
-def load_frozen_model(checkpoint_path: Path) -> FrozenModel:
-    """Build the model of an OpenNMT-py checkpoint on CPU, frozen."""
+
+def load_frozen_model(checkpoint_path: Path, device: str = "cpu") -> FrozenModel:
+    """Build the model of an OpenNMT-py checkpoint, frozen, on ``device`` ("cpu" or "cuda",
+    checked by the caller with :func:`kdnmt.devices.check_torch_device`)."""
     from onmt.inputters.inputter import dict_to_vocabs
     from onmt.model_builder import build_model
     from onmt.utils.parse import ArgumentParser
@@ -64,6 +70,8 @@ def load_frozen_model(checkpoint_path: Path) -> FrozenModel:
     model_opt.gpu_ranks, model_opt.gpu, model_opt.world_size = [], -1, 1
     vocabs = dict_to_vocabs(checkpoint["vocab"])
     model = build_model(model_opt, model_opt, vocabs, checkpoint, -1)
+    if device != "cpu":
+        model.to(device)
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
@@ -87,10 +95,11 @@ def forced_log_probs(frozen: FrozenModel, src: list[list[int]],
     """Log-probabilities [B, T+1, V] of each target (plus </s>) given its source, and the mask
     [B, T+1] of real positions. Position j predicts tgt[j] (and the last, </s>), exactly the
     positions OpenNMT-py's loss scores."""
-    src_tensor = pad_batch(src, frozen.pad)
-    src_len = torch.tensor([len(s) for s in src], dtype=torch.long)
+    device = frozen.device
+    src_tensor = pad_batch(src, frozen.pad).to(device)
+    src_len = torch.tensor([len(s) for s in src], dtype=torch.long).to(device)
     tgt_full = [[frozen.bos, *t, frozen.eos] for t in tgt]
-    tgt_tensor = pad_batch(tgt_full, frozen.pad)
+    tgt_tensor = pad_batch(tgt_full, frozen.pad).to(device)
     from onmt.modules.embeddings import SequenceTooLongError
 
     try:
@@ -166,7 +175,8 @@ def forced_statistics(frozen: FrozenModel, sources: Sequence[Sequence[str]],
     for batch in length_batches(lengths, batch_tokens):
         logp, mask = forced_log_probs(frozen, [pairs[i][0] for i in batch],
                                       [pairs[i][1] for i in batch])
-        gold = pad_batch([[*pairs[i][1], frozen.eos] for i in batch], frozen.pad)[:, :, 0]
+        gold = pad_batch([[*pairs[i][1], frozen.eos] for i in batch],
+                         frozen.pad)[:, :, 0].to(logp.device)
         gold = gold[:, : logp.size(1)]
         gold_lp = logp.gather(-1, gold.unsqueeze(-1)).squeeze(-1)[mask]
         stats.correct += int(logp.argmax(-1).eq(gold)[mask].sum())
@@ -187,7 +197,8 @@ def _piece_lines(source: Path | Sequence[str]) -> list[list[str]]:
 
 
 def teacher_forced_metrics(checkpoint: Path, src: Path | Sequence[str],
-                           tgt: Path | Sequence[str], batch_tokens: int = 4096) -> dict[str, Any]:
+                           tgt: Path | Sequence[str], batch_tokens: int = 4096,
+                           device: str = "cpu") -> dict[str, Any]:
     """Teacher-forced token accuracy and perplexity of an OpenNMT-py checkpoint on references.
 
     ``src``/``tgt``: piece files (``test.sp.SRC``, ``test.sp.TGT``) or lists of space-joined
@@ -198,7 +209,7 @@ def teacher_forced_metrics(checkpoint: Path, src: Path | Sequence[str],
     sources, targets = _piece_lines(src), _piece_lines(tgt)
     check(len(sources) == len(targets),
           f"teacher-forced scoring: {len(sources)} source lines but {len(targets)} references")
-    frozen = load_frozen_model(Path(checkpoint))
+    frozen = load_frozen_model(Path(checkpoint), device)
     stats = forced_statistics(frozen, sources, targets, batch_tokens=batch_tokens)
     check(stats.tokens > 0, "teacher-forced scoring: no pair with a non-empty source")
     return {"tf_accuracy": round(stats.accuracy, 5), "tf_perplexity": round(stats.perplexity, 4),

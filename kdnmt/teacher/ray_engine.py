@@ -6,10 +6,13 @@ everything else: which chunks are missing, the chunk files, resume and the check
 
 - the CTranslate2 model directory is read into a dict ``relative path -> bytes`` and put into
   Ray's object store once, so a cluster without a shared filesystem works;
-- N actors (``--ray-actors``, default: the CPUs Ray reports) each write those files to a private
-  temporary directory, load one :class:`~kdnmt.teacher.decode.TeacherDecoder` with one
-  single-threaded replica (one CPU per actor) and remove the directory again (CTranslate2 holds
-  the model in memory);
+- N actors (``--ray-actors``, default: the CPUs Ray reports, or with ``--device cuda`` its GPUs)
+  each write those files to a private temporary directory, load one
+  :class:`~kdnmt.teacher.decode.TeacherDecoder` with one single-threaded replica (one CPU per
+  actor), or with ``--device cuda`` one translator on the one GPU Ray gives the actor
+  (``num_gpus=1``: Ray sets its ``CUDA_VISIBLE_DEVICES``), and remove the directory again
+  (CTranslate2 holds the model in memory). The compute type is resolved on the actor, where
+  the GPU is: the driver needs none;
 - the driver sends each missing chunk's source lines to an actor (two in flight per actor) and
   hands the hypotheses back as they arrive; the driver writes the chunk file. Every chunk goes
   through the same ``TeacherDecoder.decode`` call as with the local engine, so the outputs are
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from kdnmt import __version__
+from kdnmt.devices import check_ct2_device, resolve
 from kdnmt.errors import KdnmtError, check
 from kdnmt.teacher.decode import Hypotheses, TeacherDecoder
 
@@ -78,10 +82,16 @@ class ChunkDecoder:
     def __init__(self, files: dict[str, bytes], decoder_args: dict[str, Any]):
         self.error: str | None = None
         self.decoder: TeacherDecoder | None = None
+        args = dict(decoder_args)
+        requested = args.pop("compute_type", "default")
+        quantization = args.pop("quantization", "int8")
         tmp = Path(tempfile.mkdtemp(prefix="kdnmt-ray-model-")).resolve()
         try:
+            device = check_ct2_device(args.get("device", "cpu"))
+            compute_type = resolve(device, requested, quantization)
             write_model_files(files, tmp)
-            self.decoder = TeacherDecoder(tmp, inter_threads=1, **decoder_args)
+            self.decoder = TeacherDecoder(tmp, inter_threads=1, compute_type=compute_type,
+                                          **args)
         except (KdnmtError, OSError) as exc:
             self.error = str(exc)
         finally:
@@ -92,7 +102,8 @@ class ChunkDecoder:
         import ctranslate2
 
         return {"host": socket.gethostname(), "kdnmt": __version__,
-                "ctranslate2": ctranslate2.__version__, "error": self.error}
+                "ctranslate2": ctranslate2.__version__, "error": self.error,
+                "compute_type": self.decoder.compute_type if self.decoder else None}
 
     def decode(self, chunk: int, lines: list[str]) -> tuple[int, list[Hypotheses]]:
         assert self.decoder is not None, self.error
@@ -130,11 +141,13 @@ def _init(ray: Any, address: str | None, actors: int) -> None:
         raise KdnmtError(f"cannot connect to {where}: {exc}") from None
 
 
-def _check_actors(ray: Any, pool: list[Any]) -> None:
-    """Every actor loaded the model, with the driver's kdnmt and CTranslate2 versions."""
+def _check_actors(ray: Any, pool: list[Any]) -> set[str]:
+    """Every actor loaded the model, with the driver's kdnmt and CTranslate2 versions; returns
+    the compute types CTranslate2 resolved on them."""
     import ctranslate2
 
     mine = {"kdnmt": __version__, "ctranslate2": ctranslate2.__version__}
+    compute_types = set()
     for info in ray.get([actor.hello.remote() for actor in pool]):
         check(info["error"] is None, f"a Ray actor on {info['host']}: {info['error']}")
         theirs = {k: info[k] for k in mine}
@@ -143,6 +156,8 @@ def _check_actors(ray: Any, pool: list[Any]) -> None:
               f"{theirs['ctranslate2']}, this machine kdnmt {mine['kdnmt']} with CTranslate2 "
               f"{mine['ctranslate2']}: install the same versions on every node (the outputs "
               "would not be identical otherwise)")
+        compute_types.add(info["compute_type"])
+    return compute_types
 
 
 def failure_message(exc: BaseException) -> str:
@@ -161,10 +176,14 @@ def failure_message(exc: BaseException) -> str:
 def decode_on_ray(model_dir: Path, parts: dict[int, list[str]],
                   on_chunk: Callable[[int, list[Hypotheses]], None],
                   decoder_args: dict[str, Any], *, address: str | None = None,
-                  actors: int = 0) -> None:
+                  actors: int = 0,
+                  on_ready: Callable[[set[str]], None] = lambda types: None) -> None:
     """Decode each chunk of ``parts`` (chunk id -> source lines) on Ray; call ``on_chunk`` on
-    the driver with each chunk's hypotheses as it arrives (in completion order).
+    the driver with each chunk's hypotheses as it arrives (in completion order), and
+    ``on_ready`` before the first with the compute types the actors' CTranslate2 resolved.
 
+    ``decoder_args``: :class:`TeacherDecoder`'s, with ``device``, the requested
+    ``compute_type`` and the conversion's ``quantization`` (resolved on each actor).
     Reuses a Ray connection this process already has; otherwise connects (``address``) or
     starts a local instance, and shuts that down at the end. Actors are always removed.
     """
@@ -178,19 +197,29 @@ def decode_on_ray(model_dir: Path, parts: dict[int, list[str]],
         _init(ray, address, actors)
     pool: list[Any] = []
     try:
-        cpus = int(ray.cluster_resources().get("CPU", 0))
+        resources = ray.cluster_resources()
+        cpus = int(resources.get("CPU", 0))
         check(cpus >= 1, "the Ray cluster reports no CPU (each actor needs one)")
-        count = actors or cpus
-        check(count <= cpus, f"--ray-actors {count} is more than the {cpus} CPUs of the Ray "
-              "cluster (one CPU per actor)")
+        on_gpus = decoder_args.get("device", "cpu") == "cuda"
+        if on_gpus:
+            gpus = int(resources.get("GPU", 0))
+            check(gpus >= 1, "--device cuda: the Ray cluster reports no GPU (one per actor): "
+                  "start its nodes with their GPUs, or decode with --device cpu")
+            count = actors or gpus
+            check(count <= gpus, f"--ray-actors {count} is more than the {gpus} GPUs of the "
+                  "Ray cluster (one GPU per actor with --device cuda)")
+        else:
+            count = actors or cpus
+            check(count <= cpus, f"--ray-actors {count} is more than the {cpus} CPUs of the "
+                  "Ray cluster (one CPU per actor)")
         count = min(count, len(parts))  # each actor loads the model: no idle ones
         files = ray.put(read_model_files(model_dir))
         # No restarts: a lost actor fails the run, and a rerun resumes from the chunks written.
-        actor_class = ray.remote(num_cpus=1)(ChunkDecoder)
+        actor_class = ray.remote(num_cpus=1, num_gpus=1 if on_gpus else 0)(ChunkDecoder)
         pool = [actor_class.options(scheduling_strategy="SPREAD").remote(files, decoder_args)
                 for _ in range(count)]
         del files  # the actors hold it while they need it
-        _check_actors(ray, pool)
+        on_ready(_check_actors(ray, pool))
         queue = deque(sorted(parts.items()))
         pending: dict[Any, Any] = {}
 

@@ -1,6 +1,7 @@
 """Computing the teacher's top-k soft targets into a store, shard by shard (resumable).
 
-Teacher-forced with the PyTorch teacher (see :mod:`kdnmt.onmt_bridge.inference`). Each shard
+Teacher-forced with the PyTorch teacher (see :mod:`kdnmt.onmt_bridge.inference`), on the CPU
+or a GPU (``device``; the top-k is taken there and only it is copied back). Each shard
 of lines is an atomic store directory of its own under ``STORE.shards/``: after a kill, the
 finished shards are kept and the next run starts at the first missing one; at the end the
 shards are joined into one store byte-identical to a store written in one go.
@@ -61,7 +62,8 @@ def _shard_matches(shard_dir: Path, expected: dict[str, object]) -> bool:
 def compute_store(*, checkpoint: Path, src_path: Path, tgt_path: Path, store_dir: Path, k: int,
                   along: str, vocab_sha256: str, spm_sha256: str, teacher_sha256: str,
                   lines_per_shard: int = 1000, batch_tokens: int = 4096, force: bool = False,
-                  progress: Callable[[int, int], None] = lambda d, t: None) -> Path:
+                  progress: Callable[[int, int], None] = lambda d, t: None,
+                  device: str = "cpu") -> Path:
     """Write the top-``k`` store of the teacher along ``tgt_path`` (pieces, line-aligned with
     ``src_path``) into ``store_dir``; returns it. An existing complete store is kept unless
     ``force``."""
@@ -81,7 +83,7 @@ def compute_store(*, checkpoint: Path, src_path: Path, tgt_path: Path, store_dir
     sources, targets = _read_lines(src_path), _read_lines(tgt_path)
     check(len(sources) == len(targets),
           f"{src_path} and {tgt_path} differ in length ({len(sources)} vs {len(targets)})")
-    frozen = load_frozen_model(checkpoint)
+    frozen = load_frozen_model(checkpoint, device)
     check(k <= len(frozen.tokens), f"--soft-targets {k} is larger than the vocabulary")
     shard_dirs = []
     done = 0
@@ -107,9 +109,10 @@ def compute_store(*, checkpoint: Path, src_path: Path, tgt_path: Path, store_dir
         for batch in _batches(order, lengths, batch_tokens):
             logp, mask = forced_log_probs(frozen, [src_ids[i] for i in batch],
                                           [tgt_ids[i] for i in batch])
-            top_lp, top_ids = torch.topk(logp, k, dim=-1)
+            top_lp, top_ids = (t.cpu() for t in torch.topk(logp, k, dim=-1))
+            lengths_kept = mask.sum(-1).tolist()
             for row, i in enumerate(batch):
-                n = int(mask[row].sum())
+                n = int(lengths_kept[row])
                 results[i] = (top_ids[row, :n].numpy().astype(np.int32),
                               top_lp[row, :n].numpy().astype(np.float16))
         with SoftTargetWriter(shard_dir, k, count, vocab_sha256, spm_sha256, teacher_sha256,

@@ -1,0 +1,112 @@
+"""Devices and CTranslate2 compute types: one definition for every command.
+
+Two engines run on a device. CTranslate2 decodes (`generate`, `eval`, `translate`, `export`'s
+smoke test); PyTorch runs OpenNMT-py's trainer (`train`, `distill`) and the teacher-forced
+forward passes (soft targets, `eval`'s teacher-forced columns). Each one has its own view of
+the GPUs (a CPU build of torch sees none even where CTranslate2 sees several), so each side is
+checked on its own, before anything is converted, written or deleted: ``--device cuda`` on a
+machine without a usable GPU is one clear line instead of a CUDA error from deep inside.
+
+Nothing is imported at module level: `kdnmt translate` must not pay for torch, and a
+command that never touches the GPU must not pay for CTranslate2's CUDA probe either.
+"""
+
+from __future__ import annotations
+
+from kdnmt.errors import KdnmtError, check
+
+DEVICES = ("cpu", "cuda")
+
+#: CTranslate2's compute types (``auto`` left out: what it picks depends on the machine, and
+#: kdnmt records what ran). ``default`` is kdnmt's per-device default, :func:`resolve`.
+COMPUTE_TYPES = ("default", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                 "float16", "bfloat16", "float32")
+
+#: ``default`` on a GPU: the first of these that the GPU supports (half precision where the
+#: conversion is int8 or float, float32 on a GPU without efficient half precision).
+_CUDA_DEFAULTS = {"int8": ("int8_float16", "int8_float32", "float32"),
+                  "float": ("float16", "float32")}
+
+
+def check_device_name(device: str) -> str:
+    """``device`` if it is one kdnmt knows; the one error line otherwise."""
+    check(device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got '{device}'")
+    return device
+
+
+def torch_gpu_count() -> int:
+    """GPUs torch can use here (0 with a CPU build of torch)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_torch_device(device: str, what: str) -> str:
+    """``device`` if torch can run ``what`` (a forward pass) on it."""
+    check_device_name(device)
+    if device == "cuda":
+        check(torch_gpu_count() >= 1,
+              f"--device cuda: {what} runs on PyTorch, and torch sees no GPU (a CPU build of "
+              "torch, or no visible GPU)")
+    return device
+
+
+def ct2_gpu_count() -> int:
+    """GPUs CTranslate2 can use here (0 where its CUDA runtime finds no device or the driver
+    is older than that runtime)."""
+    import ctranslate2
+
+    try:
+        return int(ctranslate2.get_cuda_device_count())
+    except RuntimeError:
+        return 0
+
+
+def check_ct2_device(device: str) -> str:
+    """``device`` if CTranslate2 can decode on it here."""
+    check_device_name(device)
+    if device == "cuda":
+        check(ct2_gpu_count() >= 1,
+              "--device cuda: CTranslate2 sees no GPU (no visible CUDA device, or a driver "
+              "older than its CUDA runtime)")
+    return device
+
+
+def supported_compute_types(device: str) -> set[str]:
+    """What CTranslate2 computes efficiently on ``device`` here."""
+    import ctranslate2
+
+    try:
+        return set(ctranslate2.get_supported_compute_types(device))
+    except (RuntimeError, ValueError) as exc:
+        raise KdnmtError(f"CTranslate2 cannot use {device} here: {exc}") from None
+
+
+def check_compute_type_name(compute_type: str) -> str:
+    check(compute_type in COMPUTE_TYPES,
+          f"--compute-type must be one of {', '.join(COMPUTE_TYPES)}, got '{compute_type}'")
+    return compute_type
+
+
+def resolve(device: str, compute_type: str, quantization: str) -> str:
+    """The CTranslate2 compute type to load a ``quantization`` conversion with on ``device``.
+
+    ``default`` on the CPU is CTranslate2's own ``default`` (the conversion's type: int8 for
+    kdnmt's int8 conversions, exactly as before devices were an option); on a GPU it is half
+    precision (``int8_float16`` for an int8 conversion, ``float16`` otherwise) where the GPU
+    supports it. An explicit type is checked against what CTranslate2 supports on the device,
+    so float16 on a CPU is one clear line rather than CTranslate2's silent fallback."""
+    check_compute_type_name(compute_type)
+    if compute_type == "default" and device == "cpu":
+        return "default"
+    supported = supported_compute_types(device)
+    if compute_type == "default":
+        family = "int8" if quantization.startswith("int8") else "float"
+        return next(c for c in _CUDA_DEFAULTS[family] if c in supported or c == "float32")
+    if compute_type not in supported:
+        import ctranslate2
+
+        raise KdnmtError(f"--compute-type {compute_type} is not supported on {device} by "
+                         f"CTranslate2 {ctranslate2.__version__} here (supported: "
+                         f"{', '.join(sorted(supported))})")
+    return compute_type
