@@ -676,6 +676,58 @@ def _(ctx: Ctx) -> Call:
                 ("changed after training",), (run / "reports", run / "ct2"), clean=(run,))
 
 
+@case("eval/--baseline is the only model")
+def _(ctx: Ctx) -> Call:
+    return Call(("eval", "--run", ctx.trained_src, "--models", "teacher", "--baseline",
+                 "teacher"), ("--baseline teacher needs another model",),
+                (ctx.trained_src / "reports",))
+
+
+@case("eval/--bootstrap 10")
+def _(ctx: Ctx) -> Call:
+    return Call(("eval", "--run", ctx.trained_src, "--models", "teacher", "--baseline", "x",
+                 "--bootstrap", "10"), ("--bootstrap must be >= 100",),
+                (ctx.trained_src / "reports",))
+
+
+@case("eval/--bleu-tokenize unknown")
+def _(ctx: Ctx) -> Call:
+    return Call(("eval", "--run", ctx.trained_src, "--models", "teacher", "--bleu-tokenize",
+                 "nope"), ("--bleu-tokenize must be one of", "13a"),
+                (ctx.trained_src / "reports",))
+
+
+def _damaged_report(ctx: Ctx) -> tuple[Path, Path]:
+    run = ctx.trained()
+    report = run / "reports" / "eval.json"
+    report.parent.mkdir()
+    report.write_text('{"results": [{"model": "teacher", "be')
+    return run, report
+
+
+@case("eval/reports/eval.json truncated")
+def _(ctx: Ctx) -> Call:
+    run, report = _damaged_report(ctx)
+    return Call(("eval", "--run", run, "--models", "teacher", "--beam", "1"),
+                ("eval.json is corrupt (not valid JSON)", "move it away"),
+                (run / "reports" / "eval.md", run / "ct2"), unchanged=(report,))
+
+
+@case("export/reports/eval.json truncated")
+def _(ctx: Ctx) -> Call:
+    run, report = _damaged_report(ctx)
+    out = ctx.tmp / "out"
+    return Call(("export", "--run", run, "--model", "teacher", "--output", out),
+                ("eval.json is corrupt (not valid JSON)",), (out,), unchanged=(report,))
+
+
+@case("export/--licence empty")
+def _(ctx: Ctx) -> Call:
+    out = ctx.tmp / "out"
+    return Call(("export", "--run", ctx.trained_src, "--model", "teacher", "--output", out,
+                 "--licence", " "), ("--licence must be one non-empty line",), (out,))
+
+
 # --------------------------------------------------------------------------- plot
 
 
