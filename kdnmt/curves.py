@@ -20,7 +20,6 @@ its point, scores that checkpoint first: the curve then has each step once.
 from __future__ import annotations
 
 import csv
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,16 +34,6 @@ from kdnmt.rundir import RunDir, check_name
 CURVE_FILE = "curve.csv"
 CURVE_COLUMNS = ("step", "bleu", "chrf", "sentences", "wall_s")
 CURVES_PNG = "curves.png"
-
-
-def ct2_threads() -> int:
-    """Threads for decoding a curve point: KDNMT_THREADS when set (the tests and side-by-side
-    jobs), else the cores this process may run on. The trainer's own threads are idle while
-    the point is scored."""
-    threads = os.environ.get("KDNMT_THREADS")
-    if threads:
-        return max(1, int(threads))
-    return max(1, len(os.sched_getaffinity(0)))
 
 
 def valid_slice(run: RunDir, src: str, tgt: str, sentences: int) -> tuple[list[str], list[str]]:
@@ -113,7 +102,7 @@ class CurveRecorder:
 
     def score(self, step: int, checkpoint: Path) -> CurvePoint:
         from kdnmt.onmt_bridge.convert import convert_checkpoint
-        from kdnmt.translation import Translator
+        from kdnmt.translation import Translator, cpu_cores
 
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=TMP_PREFIX + "curve.",
@@ -121,7 +110,9 @@ class CurveRecorder:
             ct2_dir = Path(scratch) / "ct2"
             convert_checkpoint(checkpoint, ct2_dir, "int8")
             with Translator(ct2_dir, self.run.spm_model, beam=1, max_length=self.max_length,
-                            inter_threads=1, intra_threads=ct2_threads()) as translator:
+                            # one replica on every core this process may use: the trainer's
+                            # threads are idle while the point is scored
+                            inter_threads=1, intra_threads=cpu_cores()) as translator:
                 hypotheses = translator.translate(self.sources)
         bleu_metric, chrf_metric = self.metrics()
         bleu = bleu_metric.corpus_score(hypotheses, [self.references]).score
