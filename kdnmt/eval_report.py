@@ -56,7 +56,15 @@ def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
         return legacy_key(row)
     return ("row", row["model"], row["checkpoint_sha256"], row.get("test_source_sha256"),
             row.get("test_reference_sha256"), row.get("sentences"), row["beam"],
-            row.get("quantization"))
+            row.get("quantization"), *device_key(row))
+
+
+def device_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Where a row was decoded, when not on the CPU with the default compute type: a GPU's or
+    another compute type's row stands beside the CPU's (rows from before devices were
+    options, and CPU-default ones, keep the key they had)."""
+    device, compute_type = row.get("device", "cpu"), row.get("compute_type", "default")
+    return () if (device, compute_type) == ("cpu", "default") else (device, compute_type)
 
 
 def legacy_key(row: dict[str, Any]) -> tuple[Any, ...]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import os
 import re
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kdnmt.corpus.text import iter_parallel, normalise, resolve_side
+from kdnmt.devices import check_ct2_device, check_torch_device, resolve
 from kdnmt.errors import KdnmtError, check
 from kdnmt.eval_report import (  # noqa: F401  (re-exported: the CLI's and older imports)
     COLUMNS,
@@ -45,7 +45,7 @@ from kdnmt.fileio import atomic_open, dir_size, sha256_file
 from kdnmt.models import checkpoint_path, ct2_model, load_model_info
 from kdnmt.rundir import RunDir, check_name
 from kdnmt.significance import AR_DEFAULT, BOOTSTRAP_DEFAULT, PairedSettings, compare
-from kdnmt.translation import Translator
+from kdnmt.translation import Translator, default_threads
 
 #: Targets for which sacrebleu's BLEU needs its own tokenizer (what ``sacrebleu -tl`` picks).
 CJK = ("zh", "ja", "ko")
@@ -67,6 +67,10 @@ class EvalOptions:
     bootstrap: int = BOOTSTRAP_DEFAULT
     ar_trials: int = AR_DEFAULT
     bleu_tokenize: str | None = None
+    #: Where CTranslate2 translates and the teacher-forced forward pass runs, and
+    #: CTranslate2's compute type (:func:`kdnmt.devices.resolve`); part of a row's identity.
+    device: str = "cpu"
+    compute_type: str = "default"
 
 
 def parse_beams(text: str) -> tuple[int, ...]:
@@ -166,6 +170,8 @@ def _check_options(opts: EvalOptions) -> list[str]:
     """The models to evaluate (the baseline first if it was not listed), checked."""
     check(opts.models, "--models is empty")
     check(opts.max_sentences >= 0, "--limit must be >= 0")
+    check_ct2_device(opts.device)
+    resolve(opts.device, opts.compute_type, opts.quantization)  # supported on the device
     names = list(dict.fromkeys(opts.models))
     if opts.baseline is not None:
         check_name(opts.baseline, "--baseline")
@@ -190,6 +196,12 @@ def evaluate(opts: EvalOptions,
     for name in names:
         check_name(name)
         load_model_info(run, name)  # unknown models fail before any decoding
+    if opts.teacher_forced and any(not load_model_info(run, n).get("ct2_only") for n in names):
+        try:
+            check_torch_device(opts.device, "teacher-forced scoring")
+        except KdnmtError as exc:
+            raise KdnmtError(f"{exc}: add --no-teacher-forced to score with CTranslate2 "
+                             "only") from None
     load_rows(run.eval_json)  # a damaged report fails before any decoding, not after it
     test = _read_test(run, manifest, opts.test, opts.max_sentences)
     rows = []
@@ -202,13 +214,16 @@ def evaluate(opts: EvalOptions,
             on_progress(f"scoring {name} teacher-forced")
             if pieces is None:
                 pieces = _test_pieces(run, test.sources, test.references)
-            forced = _teacher_forced(checkpoint_path(run, info), pieces, opts.batch_tokens)
+            forced = _teacher_forced(checkpoint_path(run, info), pieces, opts.batch_tokens,
+                                     opts.device)
         on_progress(f"converting {name} ({opts.quantization})")
         model_dir = ct2_model(run, name, opts.quantization)
         for beam in opts.beams:
             on_progress(f"translating with {name}, beam {beam}")
-            with Translator(model_dir, run.spm_model, beam=beam,
-                            batch_tokens=opts.batch_tokens) as translator:
+            with Translator(model_dir, run.spm_model, beam=beam, batch_tokens=opts.batch_tokens,
+                            device=opts.device, compute_type=resolve(
+                                opts.device, opts.compute_type, opts.quantization)) as translator:
+                ct2_compute_type = translator.compute_type
                 source_tokens = sum(len(p) for p in
                                     translator.tokenizer.pieces_batch(test.sources))
                 start = time.perf_counter()
@@ -216,9 +231,11 @@ def evaluate(opts: EvalOptions,
                 seconds = time.perf_counter() - start
                 tokens = translator.stats.output_tokens
             outputs[(name, beam)] = hypotheses
+            # the CPU's default keeps the file name it had before devices were options
+            decoded_as = opts.quantization if (opts.device, opts.compute_type) == (
+                "cpu", "default") else f"{opts.quantization}.{opts.device}-{opts.compute_type}"
             out_path = run.hypotheses(test.test_id, name, info["checkpoint_sha256"],
-                                      opts.quantization, beam, len(test.sources),
-                                      manifest["tgt"])
+                                      decoded_as, beam, len(test.sources), manifest["tgt"])
             with atomic_open(out_path) as handle:
                 handle.writelines(h + "\n" for h in hypotheses)
             elapsed = max(seconds, 1e-9)
@@ -228,6 +245,9 @@ def evaluate(opts: EvalOptions,
                 "role": info.get("role", "?"),
                 "beam": beam,
                 "quantization": opts.quantization,
+                "device": opts.device,
+                "compute_type": opts.compute_type,
+                "ctranslate2_compute_type": ct2_compute_type,
                 **_scores(hypotheses, test.references, bleu, chrf),
                 "sentences": len(test.sources),
                 "seconds": round(seconds, 3),
@@ -245,7 +265,7 @@ def evaluate(opts: EvalOptions,
                 "test_source_sha256": test.source_sha256,
                 "test_reference_sha256": test.reference_sha256,
                 "checkpoint_sha256": info["checkpoint_sha256"],
-                "threads": os.cpu_count(),
+                "threads": default_threads(opts.device)[0],  # CTranslate2 replicas
                 "hypotheses": out_path.relative_to(run.reports_dir).as_posix(),
                 "hypotheses_sha256": sha256_file(out_path),
                 "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -304,8 +324,9 @@ def _test_pieces(run: RunDir, sources: list[str],
 
 
 def _teacher_forced(checkpoint: Path, pieces: tuple[list[str], list[str]],
-                    batch_tokens: int) -> dict[str, Any]:
+                    batch_tokens: int, device: str = "cpu") -> dict[str, Any]:
     # Imported here: eval of CTranslate2-only models must not pay for torch and OpenNMT-py.
     from kdnmt.onmt_bridge.inference import teacher_forced_metrics
 
-    return teacher_forced_metrics(checkpoint, pieces[0], pieces[1], batch_tokens=batch_tokens)
+    return teacher_forced_metrics(checkpoint, pieces[0], pieces[1], batch_tokens=batch_tokens,
+                                  device=device)

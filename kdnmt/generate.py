@@ -149,7 +149,7 @@ def _check_devices(opts: GenerateOptions) -> None:
         check_ct2_device(opts.device)
         resolve(opts.device, opts.compute_type, opts.quantization)
     if opts.soft_targets:
-        check_torch_device(opts.device, "soft targets (the teacher's forward pass)")
+        check_torch_device(opts.device, "the soft targets' forward pass")
 
 
 class Generation:

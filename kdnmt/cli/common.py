@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from kdnmt.devices import COMPUTE_TYPES, DEVICES
 from kdnmt.errors import KdnmtError, check
 
 console = Console(highlight=False)
@@ -50,6 +51,14 @@ DeviceOption = Annotated[str, typer.Option(help="cpu, or cuda (GPU ranks 0..N-1)
 InitFromOption = Annotated[str | None, typer.Option(
     help="Warm start: begin with the weights of this finished model of the run (same "
          "architecture); optimizer and step start afresh.")]
+# Options shared by the commands that decode with CTranslate2 (generate, eval, translate);
+# the names and checks are kdnmt.devices', the same as train's and distill's --device.
+DecodeDeviceOption = Annotated[choices(DEVICES), typer.Option(
+    "--device", help="Where CTranslate2 decodes: cpu, or cuda (the GPUs CTranslate2 sees).")]
+ComputeTypeOption = Annotated[choices(COMPUTE_TYPES), typer.Option(
+    help="CTranslate2 compute type. default: the conversion's own on cpu (int8), "
+         "int8_float16 (float16 for a float conversion) on cuda; any other is checked "
+         "against what CTranslate2 supports on the device.")]
 
 
 #: errno -> one line for an environment failure; {path} is the file it happened to.

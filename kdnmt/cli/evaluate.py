@@ -9,6 +9,8 @@ from rich import box
 from rich.table import Table
 
 from kdnmt.cli.common import (
+    ComputeTypeOption,
+    DecodeDeviceOption,
     RunOption,
     choices,
     console,
@@ -49,6 +51,8 @@ def eval_command(
     bleu_tokenize: Annotated[str | None, typer.Option(
         help="sacrebleu BLEU tokenizer (default: chosen by the target language, as "
              "sacrebleu -tl: zh, ja-mecab, ko-mecab, else 13a).")] = None,
+    device: DecodeDeviceOption = "cpu",
+    compute_type: ComputeTypeOption = "default",
 ) -> None:
     """Translate the test set with each model and beam size; score, time and size them."""
     limit_torch_threads()
@@ -59,7 +63,7 @@ def eval_command(
                                              limit, 0),
                        teacher_forced=teacher_forced,
                        baseline=baseline, bootstrap=bootstrap, ar_trials=ar_trials,
-                       bleu_tokenize=bleu_tokenize)
+                       bleu_tokenize=bleu_tokenize, device=device, compute_type=compute_type)
     with console.status("evaluating") as status:
         rows = evaluate(opts, on_progress=lambda msg: status.update(msg))
     table = _table(f"eval: {rows[0]['test']}, {rows[0]['sentences']} sentences"

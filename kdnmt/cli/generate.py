@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from kdnmt.cli.common import RunOption, choices, console, error_boundary, limit_torch_threads
+from kdnmt.cli.common import (
+    ComputeTypeOption,
+    DecodeDeviceOption,
+    RunOption,
+    choices,
+    console,
+    error_boundary,
+    limit_torch_threads,
+)
 from kdnmt.cli.progress import Display, Eta
 from kdnmt.generate import ALONG_CHOICES, ENGINE_CHOICES, SELECT_CHOICES
 from kdnmt.models import QUANTIZATIONS
@@ -39,8 +47,8 @@ def generate_command(
         help="--engine ray: the cluster's address (HOST:6379, 'auto' for the one started on "
              "this machine). Default: RAY_ADDRESS, else a private local Ray instance.")] = None,
     ray_actors: Annotated[int, typer.Option(
-        help="--engine ray: number of decoding actors, one CPU each (0 = every CPU Ray "
-             "reports).")] = 0,
+        help="--engine ray: number of decoding actors, one CPU each, or with --device cuda "
+             "one GPU each (0 = every CPU, or GPU, Ray reports).")] = 0,
     quantization: Annotated[choices(QUANTIZATIONS), typer.Option(
         help="CTranslate2 quantization of the teacher.")] = "int8",
     batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = 2048,
@@ -53,6 +61,8 @@ def generate_command(
         = 3.0,
     force: Annotated[bool, typer.Option(help="Discard earlier generated data and start over.")]
         = False,
+    device: DecodeDeviceOption = "cpu",
+    compute_type: ComputeTypeOption = "default",
 ) -> None:
     """Decode the training sources with the teacher (CTranslate2), resumably."""
     from kdnmt.generate import GenerateOptions, generate
@@ -63,7 +73,8 @@ def generate_command(
                            shard=shard, merge=merge, quantization=quantization,
                            batch_tokens=batch_size, lines_per_chunk=lines_per_chunk,
                            max_length=max_length, length_ratio=length_ratio, force=force,
-                           engine=engine, ray_address=ray_address, ray_actors=ray_actors)
+                           engine=engine, ray_address=ray_address, ray_actors=ray_actors,
+                           device=device, compute_type=compute_type)
     start = time.perf_counter()
     with Display(console) as bar:
         tasks: dict[str, int] = {}
@@ -90,6 +101,10 @@ def generate_command(
         return
     console.print(f"[green]generated[/] {result['kept']:,} pseudo-targets "
                   f"({result['lines']:,} lines) in {seconds:.0f} s → {run}/generated/{teacher}/")
+    decoding = result["decoding"]
+    if decoding["ctranslate2_compute_type"]:
+        console.print(f"decoded on {decoding['device']} (CTranslate2 compute type "
+                      f"{decoding['ctranslate2_compute_type']})")
     dropped = result["filter_ce"]["dropped"]
     if dropped:
         console.print(f"--filter-ce dropped {dropped:,} pairs (score <= "

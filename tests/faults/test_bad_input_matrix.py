@@ -408,6 +408,65 @@ def _(ctx: Ctx) -> Call:
                 ("000001.jsonl is corrupt",), (gen / "manifest.json",), clean=(run,))
 
 
+def _no_ct2_gpu() -> None:
+    from kdnmt.devices import ct2_gpu_count
+
+    if ct2_gpu_count():
+        pytest.skip("CTranslate2 sees a GPU here")
+
+
+def _cpu_lacks_float16() -> None:
+    import ctranslate2
+
+    if "float16" in ctranslate2.get_supported_compute_types("cpu"):
+        pytest.skip("CTranslate2 computes float16 on this CPU")
+
+
+@case("generate/--device cuda with no GPU")
+def _(ctx: Ctx) -> Call:
+    _no_ct2_gpu()
+    run = ctx.trained()
+    return Call(_generate(run, "--device", "cuda"), ("--device cuda: CTranslate2 sees no GPU",),
+                (run / "generated", run / "ct2"))
+
+
+@case("generate/--device tpu")
+def _(ctx: Ctx) -> Call:
+    run = ctx.trained()
+    return Call(_generate(run, "--device", "tpu"), ("'tpu' is not one of", "'cuda'"),
+                (run / "generated",))
+
+
+@case("generate/--compute-type float16 on the CPU")
+def _(ctx: Ctx) -> Call:
+    _cpu_lacks_float16()
+    run = ctx.trained()
+    return Call(_generate(run, "--compute-type", "float16"),
+                ("--compute-type float16 is not supported on cpu", "supported: "),
+                (run / "generated", run / "ct2"))
+
+
+@case("generate/--compute-type int4")
+def _(ctx: Ctx) -> Call:
+    run = ctx.trained()
+    return Call(_generate(run, "--compute-type", "int4"), ("'int4' is not one of", "'float16'"),
+                (run / "generated",))
+
+
+@case("generate/soft targets on cuda with a CPU build of torch, with --force")
+def _(ctx: Ctx) -> Call:
+    if __import__("torch").cuda.is_available():
+        pytest.skip("a GPU is visible to torch here")
+    run = ctx.kd()
+    gen = run / "generated" / "teacher"
+    # --engine ray: the GPUs would be the cluster's, so only the torch side is checked here,
+    # before --force discards anything
+    return Call(_generate(run, "--engine", "ray", "--device", "cuda", "--soft-targets", "4",
+                          "--force"),
+                ("the soft targets' forward pass runs on PyTorch", "torch sees no GPU"),
+                unchanged=(gen / "manifest.json", gen / "train.sp.en"))
+
+
 # --------------------------------------------------------------------------- distill
 
 
@@ -705,6 +764,23 @@ def _damaged_report(ctx: Ctx) -> tuple[Path, Path]:
     return run, report
 
 
+@case("eval/--device cuda with no GPU")
+def _(ctx: Ctx) -> Call:
+    _no_ct2_gpu()
+    run = ctx.trained()
+    return Call(("eval", "--run", run, "--models", "teacher", "--device", "cuda"),
+                ("--device cuda: CTranslate2 sees no GPU",), (run / "reports", run / "ct2"))
+
+
+@case("eval/--compute-type float16 on the CPU")
+def _(ctx: Ctx) -> Call:
+    _cpu_lacks_float16()
+    run = ctx.trained()
+    return Call(("eval", "--run", run, "--models", "teacher", "--compute-type", "float16"),
+                ("--compute-type float16 is not supported on cpu",),
+                (run / "reports", run / "ct2"))
+
+
 @case("eval/reports/eval.json truncated")
 def _(ctx: Ctx) -> Call:
     run, report = _damaged_report(ctx)
@@ -787,6 +863,20 @@ def _(ctx: Ctx) -> Call:
     truncate(model / "model.bin")
     return Call(("translate", "--model", model), ("cannot load CTranslate2 model",),
                 input="gut\n")
+
+
+@case("translate/--device cuda with no GPU")
+def _(ctx: Ctx) -> Call:
+    _no_ct2_gpu()
+    return Call(("translate", "--model", ctx.exported_src, "--device", "cuda"),
+                ("--device cuda: CTranslate2 sees no GPU",), input="gut\n")
+
+
+@case("translate/--compute-type float16 on the CPU")
+def _(ctx: Ctx) -> Call:
+    _cpu_lacks_float16()
+    return Call(("translate", "--model", ctx.exported_src, "--compute-type", "float16"),
+                ("--compute-type float16 is not supported on cpu",), input="gut\n")
 
 
 # --------------------------------------------------------------------------- the matrix
