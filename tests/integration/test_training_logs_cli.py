@@ -92,7 +92,7 @@ def test_curve_matches_an_independent_eval(curved_run: Path, copy_run) -> None:
     assert float(rows[-1]["chrf"]) > 0  # 40 updates: some characters right already
     run = copy_run(curved_run)
     result = run_cli("eval", "--run", run, "--models", "ce", "--beam", "1",
-                     "--test", run / "data" / "valid", "--max-sentences", sentences,
+                     "--test", run / "data" / "valid", "--limit", sentences,
                      "--no-teacher-forced")
     assert result.exit_code == 0, result.output
     import json
