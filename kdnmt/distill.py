@@ -1,25 +1,13 @@
 """`kdnmt distill`: a student trained with one of the KD methods, on OpenNMT-py's trainer.
 
-Each method is a choice of training data and of loss (the losses themselves are the pure
-functions of :mod:`kdnmt.losses`):
-
-============  =============================================  ==================================
-method        trains on                                      loss
-============  =============================================  ==================================
-ce            references                                     label-smoothed CE (no teacher)
-word          references                                     word-level KD (Kim & Rush 2016)
-seq           teacher's beam outputs (`generate`)            CE: sequence-level KD
-seqinter      n-best pick closest to the reference           CE: sequence-level interpolation
-seq+word      teacher's beam outputs                         word-level KD along them
-selfevo       references                                     Self-Evolution KD (Song et al. 2024)
-atkd          references                                     adaptive token-wise KD (Zhong et al.)
-============  =============================================  ==================================
-
-Token-level teachers come from the `generate --soft-targets` store (``cache``, used when it
-exists) or from the frozen teacher in this process (``online``). ATKD and Self-Evolution KD read
-the teacher's whole distribution, so they default to ``online`` and use a top-k cache only when
-asked for, with a warning (:func:`distill_warning`). Self-Evolution KD is a fine-tuning
-stage: it starts from a trained student (``--init-from``).
+Each method is a choice of training data and of loss, declared once in the method registry
+(:data:`kdnmt.losses.registry.METHODS`; the losses themselves are the pure functions of
+:mod:`kdnmt.losses`). Token-level teachers come from the `generate --soft-targets` store
+(``cache``, used when it exists) or from the frozen teacher in this process (``online``).
+Methods that read the teacher's whole distribution (ATKD, Self-Evolution KD) default to
+``online`` and use a top-k cache only when asked for, with a warning
+(:func:`distill_warning`). Fine-tuning methods (Self-Evolution KD) start from a trained student
+(``--init-from``).
 """
 
 from __future__ import annotations
@@ -32,24 +20,15 @@ from typing import Any
 
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import sha256_file
+from kdnmt.losses.registry import METHODS, LossSpec
 from kdnmt.models import checkpoint_path, load_model_info
 from kdnmt.rundir import RunDir, check_name
 from kdnmt.train import TrainOptions, train
 
-#: method -> (training data, token-level loss in kdnmt.losses or None)
-METHODS: dict[str, tuple[str, str | None]] = {
-    "ce": ("references", None),
-    "word": ("references", "word"),
-    "seq": ("pseudo-targets", None),
-    "seqinter": ("seqinter", None),
-    "seq+word": ("pseudo-targets", "word"),
-    "selfevo": ("references", "selfevo"),
-    "atkd": ("references", "atkd"),
-    "hybrid": ("references", "word"),
-}
 TEACHER_MODES = ("cache", "online")
-#: Methods whose loss reads the teacher's whole distribution (kd-losses.md): online by default.
-FULL_TEACHER_METHODS = ("atkd", "selfevo")
+
+__all__ = ["METHODS", "TEACHER_MODES", "DistillOptions", "check_method", "distill",
+           "distill_warning"]
 
 
 @dataclass
@@ -74,16 +53,23 @@ class DistillOptions:
     init_from: str | None = None
 
 
-def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, float]]:
+def method_spec(opts: DistillOptions) -> LossSpec:
+    """The registry entry of ``opts.method``, or one line naming the methods."""
     if opts.method not in METHODS:
         raise KdnmtError(f"unknown method '{opts.method}' (methods: {', '.join(METHODS)})")
-    data, loss = METHODS[opts.method]
+    return METHODS[opts.method]
+
+
+def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, Any]]:
+    """(training data, token-level loss or None, hyper-parameters completed with defaults),
+    after refusing every option that does not fit the method, with one line."""
+    spec = method_spec(opts)
     gate_options = opts.gate_prior is not None or opts.gate_tau is not None
-    if opts.method == "hybrid":
+    if spec.trainer == "hybrid":
         from kdnmt.gate import GateSpec, check_gate_prior_tau
 
-        spec = GateSpec.parse(opts.gate)
-        check(spec.kind == "learned" or not gate_options,
+        gate = GateSpec.parse(opts.gate)
+        check(gate.kind == "learned" or not gate_options,
               "--gate-prior and --gate-tau shape the learned gate's objective: they do not "
               f"apply to --gate {opts.gate}")
         objective = gate_objective_of(opts)
@@ -91,20 +77,20 @@ def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, float
     else:
         check(opts.gate == "learned", "--gate applies to method 'hybrid' only")
         check(not gate_options, "--gate-prior and --gate-tau apply to method 'hybrid' only")
-    if opts.method == "selfevo":
+    if spec.fine_tuning:
         check(opts.init_from is not None,
-              "selfevo is a fine-tuning stage: start it from a trained student of this run with "
-              "--init-from NAME (from a cold start its hard-token gradient is hundreds of times "
-              "weaker than CE's and the student collapses; see docs/distill.md)")
-    if loss is None:
+              f"{spec.name} is a fine-tuning stage: start it from a trained student of this run "
+              "with --init-from NAME (from a cold start its hard-token gradient is hundreds of "
+              "times weaker than CE's and the student collapses; see docs/distill.md)")
+    if spec.loss is None:
         if opts.hparams:
             raise KdnmtError(f"--{next(iter(opts.hparams)).replace('_', '-')} does not apply to "
                              f"method '{opts.method}' (it has no token-level loss)")
-        return data, None, {}
-    from kdnmt.losses import validate_hparams
+        return spec.data, None, {}
+    from kdnmt.losses.registry import validate_hparams
 
     try:
-        return data, loss, validate_hparams(loss, opts.hparams)
+        return spec.data, spec.loss, validate_hparams(spec.name, opts.hparams)
     except ValueError as exc:
         message = str(exc)
         if message.startswith("unknown hyper-parameter"):
@@ -117,7 +103,7 @@ def check_method(opts: DistillOptions) -> tuple[str, str | None, dict[str, float
 
 def gate_objective_of(opts: DistillOptions) -> Any:
     """The learned gate's objective options, with the contract's defaults (prior 0.5, tau 1)."""
-    from kdnmt.onmt_bridge.kd_loss import GateObjective
+    from kdnmt.gate import GateObjective
 
     default = GateObjective()
     return GateObjective(prior=default.prior if opts.gate_prior is None else opts.gate_prior,
@@ -127,7 +113,7 @@ def gate_objective_of(opts: DistillOptions) -> Any:
 def distill_warning(opts: DistillOptions) -> str | None:
     """The warning line for a full-teacher method (atkd, selfevo) asked to read a top-k cache,
     else None. Such a run is allowed, as an explicit, recorded approximation."""
-    if opts.method not in FULL_TEACHER_METHODS or opts.teacher_mode != "cache":
+    if not method_spec(opts).full_teacher or opts.teacher_mode != "cache":
         return None
     return (f"{opts.method} on a top-k cache is an approximation: UNC = 1 - p(gold) is 1 "
             "wherever the gold id is outside the kept k, and the non-target distribution has at "
@@ -141,26 +127,25 @@ def _training_data(run: RunDir, manifest: dict[str, Any], data: str,
         return None
     from kdnmt.generate import load_generated
 
-    generated = load_generated(run, teacher)
-    gen_dir = run.root / "generated" / teacher
-    source = gen_dir / generated["outputs"]["source"]["path"]
+    outputs = load_generated(run, teacher)["outputs"]
+    source = run.generated_file(teacher, outputs["source"]["path"])
     if data == "seqinter":
-        check("seqinter" in generated["outputs"],
+        check("seqinter" in outputs,
               f"no seq-inter picks for teacher '{teacher}': run `kdnmt generate --nbest K "
               "--select closest` first")
-        return source, gen_dir / generated["outputs"]["seqinter"]["path"]
-    return source, gen_dir / generated["outputs"]["pseudo"]["path"]
+        return source, run.generated_file(teacher, outputs["seqinter"]["path"])
+    return source, run.generated_file(teacher, outputs["pseudo"]["path"])
 
 
 def _teacher_source(opts: DistillOptions, run: RunDir, manifest: dict[str, Any],
-                    info: dict[str, Any], data: str, target: Path) -> Any:
+                    info: dict[str, Any], target: Path) -> Any:
     """The cache store or the online frozen teacher for a token-level method."""
     from kdnmt.onmt_bridge.kd_loss import TeacherSource
     from kdnmt.teacher.store import SoftTargetStore
 
-    along = "references" if data == "references" else "pseudo-targets"
-    store_dir = run.root / "generated" / opts.teacher / f"soft-{along}"
-    mode = _teacher_mode(opts, run, data)
+    along = _soft_along(opts)
+    store_dir = run.soft_store(opts.teacher, along)
+    mode = _teacher_mode(opts, run)
     if mode == "cache":
         check(store_dir.is_dir(),
               f"no soft-target store along {along} for teacher '{opts.teacher}': run "
@@ -188,11 +173,19 @@ def _teacher_source(opts: DistillOptions, run: RunDir, manifest: dict[str, Any],
     return TeacherSource(mode="online", frozen=frozen), mode
 
 
-def _teacher_mode(opts: DistillOptions, run: RunDir, data: str) -> str:
-    along = "references" if data == "references" else "pseudo-targets"
-    store_dir = run.root / "generated" / opts.teacher / f"soft-{along}"
-    default = ("online" if opts.method in FULL_TEACHER_METHODS or not store_dir.is_dir()
-               else "cache")
+def _soft_along(opts: DistillOptions) -> str:
+    """Along what a token-level method reads the teacher's distributions."""
+    along = method_spec(opts).soft_along
+    check(along is not None, f"method '{opts.method}' reads no teacher distributions")
+    return along  # type: ignore[return-value]
+
+
+def _teacher_mode(opts: DistillOptions, run: RunDir) -> str:
+    """``--teacher-mode``, or the method's default: its store when one exists and the method
+    does not need the whole distribution, else the online teacher."""
+    spec = method_spec(opts)
+    store = run.soft_store(opts.teacher, _soft_along(opts))
+    default = "cache" if spec.uses_cache_by_default() and store.is_dir() else "online"
     mode = opts.teacher_mode or default
     check(mode in TEACHER_MODES, f"--teacher-mode must be one of {TEACHER_MODES}")
     return mode
@@ -220,17 +213,17 @@ def _plan(opts: DistillOptions) -> _Plan:
     manifest = run.load_manifest()
     extra: dict[str, Any] = {"method": opts.method, "hparams": hparams, "data": data}
     files = info = None
-    if opts.method != "ce":
+    if method_spec(opts).needs_teacher:
         info = load_model_info(run, opts.teacher)
         check(info.get("vocab_sha256") == manifest["vocab"]["sha256"],
               f"teacher '{opts.teacher}' was trained with another vocabulary than run {run.root}")
         extra.update(teacher=opts.teacher, teacher_sha256=info["checkpoint_sha256"])
         files = _training_data(run, manifest, data, opts.teacher)
         if loss is not None:
-            extra["teacher_mode"] = _teacher_mode(opts, run, data)
+            extra["teacher_mode"] = _teacher_mode(opts, run)
             if distill_warning(opts):
                 extra["approximation"] = distill_warning(opts)
-        if opts.method == "hybrid":
+        if method_spec(opts).trainer == "hybrid":
             extra["gate"] = opts.gate
             from kdnmt.gate import GateSpec
 
@@ -249,12 +242,12 @@ def _components(opts: DistillOptions, plan: _Plan) -> tuple[Any, Any, Any]:
 
     run, manifest = plan.run, plan.manifest
     target = plan.files[1] if plan.files else run.pieces("train", manifest["tgt"])
-    source, _ = _teacher_source(opts, run, manifest, plan.info, plan.data, target)
+    source, _ = _teacher_source(opts, run, manifest, plan.info, target)
     running = RunningStats()
-    if opts.method == "hybrid":
+    if method_spec(opts).trainer == "hybrid":
         loss_factory, extra_modules = _hybrid(opts, run, plan.hparams, source, running)
         return loss_factory, running.drain, extra_modules
-    return kd_loss_factory(plan.loss, plan.hparams, source, running), running.drain, None
+    return kd_loss_factory(opts.method, plan.hparams, source, running), running.drain, None
 
 
 def rank_components(opts: DistillOptions) -> tuple[Any, Any, Any]:
@@ -294,7 +287,7 @@ def _hybrid(opts: DistillOptions, run: RunDir, hparams: dict[str, float], source
     generated = load_generated(run, opts.teacher)
     check(generated["kept"] == generated["lines"],
           "hybrid needs a pseudo-target for every training line: generate without --filter-ce")
-    pseudo_path = run.root / "generated" / opts.teacher / generated["outputs"]["pseudo"]["path"]
+    pseudo_path = run.generated_file(opts.teacher, generated["outputs"]["pseudo"]["path"])
     pseudo_lines = pseudo_path.read_text(encoding="utf-8").splitlines()
     steps = opts.steps or resolve_config(opts.preset, opts.config_file).training.steps
     objective = gate_objective_of(opts)

@@ -47,6 +47,15 @@ class SourceGate(nn.Module):
 
 
 @dataclass(frozen=True)
+class GateObjective:
+    """The learned gate's objective options (:func:`kdnmt.losses.gate_objective`), with the
+    contract's defaults."""
+
+    prior: float = 0.5
+    tau: float = 1.0
+
+
+@dataclass(frozen=True)
 class GateSpec:
     """``learned``, ``fixed:V`` or ``schedule:START:END`` (linear over the training steps)."""
 

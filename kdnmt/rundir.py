@@ -8,6 +8,8 @@ resumed alone::
     RUN/vocab.txt                the OpenNMT-py vocabulary built from it
     RUN/data/{split}.{lang}      cleaned text; {split}.sp.{lang} the same as pieces
     RUN/models/NAME/             config.yaml, onmt.yaml, checkpoints, train.log, model.json
+    RUN/generated/TEACHER/       `generate`'s outputs: manifest.json, pseudo-targets, n-best,
+                                 seq-inter picks; soft-{references,pseudo-targets}/ stores
     RUN/ct2/NAME-QUANT/          CTranslate2 conversions cached for eval and generate
     RUN/reports/                 eval.json, eval.md, eval.png, advice.json
     RUN/reports/hypotheses/TEST/ eval's translations, one file per model, checkpoint,
@@ -92,6 +94,21 @@ class RunDir:
 
     def model_info_path(self, name: str) -> Path:
         return self.model_dir(name) / "model.json"
+
+    def generated_dir(self, teacher: str) -> Path:
+        """What `generate` wrote for ``teacher`` (kdnmt.generate documents the layout)."""
+        return self.root / "generated" / check_name(teacher, "teacher name")
+
+    def generated_file(self, teacher: str, name: str) -> Path:
+        """A file named in the generate manifest of ``teacher`` (checked to stay inside)."""
+        return self.generated_dir(teacher) / check_file_name(name, "generated manifest")
+
+    def soft_store(self, teacher: str, along: str) -> Path:
+        """The top-k soft-target store of ``teacher`` along ``references`` or
+        ``pseudo-targets``."""
+        check(along in ("references", "pseudo-targets"),
+              f"soft targets are along references or pseudo-targets, not '{along}'")
+        return self.generated_dir(teacher) / f"soft-{along}"
 
     def ct2_dir(self, name: str, quantization: str) -> Path:
         return self.root / "ct2" / f"{check_name(name)}-{quantization}"

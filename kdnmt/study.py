@@ -40,7 +40,7 @@ from kdnmt import __version__
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import atomic_open, atomic_path, write_json, write_text
 from kdnmt.rundir import SPLITS, RunDir
-from kdnmt.study_grid import SOFT_ALONG_REFERENCES, GridSpec, dump_yaml, student_overrides
+from kdnmt.study_grid import GridSpec, dump_yaml, stores_needed, student_overrides
 
 #: Name of the teacher inside every run of a study.
 TEACHER = "teacher"
@@ -292,12 +292,12 @@ def _generate_level(spec: GridSpec, run: Path, observer: StudyObserver, level: s
         return
     from kdnmt.generate import GenerateOptions, generate
 
-    gen_dir = run / "generated" / TEACHER
+    gen_dir = RunDir(run).generated_dir(TEACHER)
     nbest = spec.nbest()
     base = {"run": run, "teacher": TEACHER, "beam": spec.generate.beam, "nbest": nbest,
             "select": "closest" if nbest > 1 else None, "max_length": spec.generate.max_length}
-    along_refs = bool(SOFT_ALONG_REFERENCES & set(spec.methods))
-    along_pseudo = "seq+word" in spec.methods
+    stores = stores_needed(spec.methods)
+    along_refs, along_pseudo = "references" in stores, "pseudo-targets" in stores
 
     def progress(p: Any) -> None:
         observer.stage(f"noise {level}: generate, {p.stage} {p.done:,}/{p.total:,}")

@@ -40,10 +40,15 @@ import yaml
 from kdnmt.errors import KdnmtError, check
 from kdnmt.rundir import check_name
 
-#: Methods whose loss reads the teacher's top-k distributions along the references.
-SOFT_ALONG_REFERENCES = frozenset({"word", "selfevo", "atkd", "hybrid"})
-#: Methods that need no teacher at all.
-NO_TEACHER = frozenset({"ce"})
+
+
+def stores_needed(methods: list[str]) -> set[str]:
+    """Along what (``references``, ``pseudo-targets``) the grid's methods read a top-k store
+    by default (the method registry says; full-teacher methods read the online teacher)."""
+    from kdnmt.losses.registry import METHODS
+
+    return {METHODS[m].soft_along for m in methods  # type: ignore[misc]
+            if METHODS[m].uses_cache_by_default()}
 
 _DECODING_RE = re.compile(r"^beam([1-9][0-9]*)$")
 
@@ -148,7 +153,9 @@ class GridSpec:
         return self.students[size].preset if size in self.students else size
 
     def needs_generate(self) -> bool:
-        return any(m not in NO_TEACHER for m in self.methods)
+        from kdnmt.losses.registry import METHODS
+
+        return any(METHODS[m].needs_teacher for m in self.methods)
 
     def nbest(self) -> int:
         """seq-inter picks the closest of the n best: 5-best (or the beam if smaller)."""
@@ -418,9 +425,10 @@ def grid_from_dict(raw: Any, source: str, base: Path) -> GridSpec:
     for method in methods:
         check(method in METHODS,
               f"{source}: method '{method}' is unknown (methods: {', '.join(METHODS)})")
-        check(method != "selfevo",
-              f"{source}: method 'selfevo' is a fine-tuning stage, not a grid method: it starts "
-              "from a trained student (`kdnmt distill --method selfevo --init-from NAME`)")
+        check(not METHODS[method].fine_tuning,
+              f"{source}: method '{method}' is a fine-tuning stage, not a grid method: it "
+              f"starts from a trained student (`kdnmt distill --method {method} --init-from "
+              "NAME`)")
     decoding = top.names("decoding")
     beams = [parse_decoding(d, f"{source}: decoding") for d in decoding]
     check(len(set(beams)) == len(beams), f"{source}: decoding lists the same beam twice")

@@ -68,21 +68,22 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor
 
 
 def method_loss(method: str, hparams: dict[str, Any]) -> LossFn:
-    """The loss of ``method`` as ``(s, t, y) -> (sum over positions, stats)``."""
-    from kdnmt.losses import atkd_with_stats, self_evolution_kd_stats, word_kd
+    """The token-level loss of ``method`` as ``(s, t, y) -> (sum over positions, stats)``,
+    from its registry entry: the figures named by ``spec.stats`` come from its stats variant."""
+    from kdnmt.losses.registry import get_spec
 
-    if method == "word":
-        return lambda s, t, y: (word_kd(s, t, y, **hparams), {})
-    if method == "selfevo":
-        def selfevo(s, t, y):  # type: ignore[no-untyped-def]
-            return self_evolution_kd_stats(s, t, y, **hparams)
-        return selfevo
-    if method == "atkd":
-        def adaptive(s, t, y):  # type: ignore[no-untyped-def]
-            loss, stats = atkd_with_stats(s, t, y, **hparams)
-            return loss, {"unc": stats["unc"], "tkd": stats["tkd"], "dkd": stats["dkd"]}
-        return adaptive
-    raise KdnmtError(f"method '{method}' has no token-level loss")
+    spec = get_spec(method)
+    if spec.loss is None:
+        raise KdnmtError(f"method '{method}' has no token-level loss")
+    if spec.stats_loss is None:
+        function = spec.function
+        return lambda s, t, y: (function(s, t, y, **hparams), {})  # type: ignore[misc]
+    with_stats = spec.stats_function
+
+    def loss_with_stats(s, t, y):  # type: ignore[no-untyped-def]
+        loss, figures = with_stats(s, t, y, **hparams)  # type: ignore[misc]
+        return loss, {name: figures[name] for name in spec.stats}
+    return loss_with_stats
 
 
 def _store_rows(store: Any, batch: dict[str, Any], mask: torch.Tensor
@@ -150,9 +151,10 @@ def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSour
     """A ``loss_factory`` for :func:`kdnmt.onmt_bridge.training.run_training`."""
     from onmt.utils.loss import LossCompute
 
-    from kdnmt.losses import word_kd_topk
+    from kdnmt.losses.registry import get_spec
 
     loss_fn = method_loss(method, hparams)
+    topk_loss = get_spec(method).topk_function
 
     class KDLossCompute(LossCompute):
         """OpenNMT-py's LossCompute with a KD term in place of the label-smoothed CE."""
@@ -168,12 +170,12 @@ def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSour
             flat_mask = mask.view(-1)
             s = scores.view(-1, vocab_size)[flat_mask].float()
             y = target.reshape(-1)[flat_mask]
-            if teacher.mode == "cache" and method == "word":
-                # Sparse top-k KL: no dense [N, V] teacher (see word_kd_topk).
+            if teacher.mode == "cache" and topk_loss is not None:
+                # Sparse top-k form: no dense [N, V] teacher (e.g. word_kd_topk).
                 ids, lp = _store_rows(teacher.store, batch, mask)
                 k = ids.shape[-1]
-                loss = word_kd_topk(s, ids.view(-1, k)[flat_mask], lp.view(-1, k)[flat_mask], y,
-                                    **hparams)
+                loss = topk_loss(s, ids.view(-1, k)[flat_mask], lp.view(-1, k)[flat_mask], y,
+                                 **hparams)
                 extra: dict[str, float] = {}
             else:
                 if teacher.mode == "cache":
@@ -213,14 +215,6 @@ class PseudoTargets:
         return out
 
 
-@dataclass(frozen=True)
-class GateObjective:
-    """The learned gate's objective options (``kdnmt.losses.gate_objective``)."""
-
-    prior: float = 0.5
-    tau: float = 1.0
-
-
 def _gate_stats(gate: torch.Tensor, margin: torch.Tensor) -> dict[str, float]:
     """The gate's figures of one batch: mean, spread (std, 10% and 90% quantiles), its extremes,
     and the mean of ``c - a`` (sentence rate minus token rate, nats per token)."""
@@ -241,7 +235,7 @@ GATE_REDUCERS: dict[str, str] = {"gate_min": "max", "gate_max": "min"}
 
 def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_spec: Any,
                         pseudo_lines: list[str], running: RunningStats,
-                        total_steps: int, objective: GateObjective | None = None,
+                        total_steps: int, objective: Any = None,
                         ) -> Callable[[argparse.Namespace, Any, dict], Any]:
     """Wei et al. 2024 with the contract's two objectives.
 
@@ -258,6 +252,7 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
     import torch.nn.functional as F
     from onmt.utils.loss import LossCompute
 
+    from kdnmt.gate import GateObjective
     from kdnmt.losses import gate_objective, hybrid, word_kd, word_kd_topk_rows
 
     objective = objective or GateObjective()

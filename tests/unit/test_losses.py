@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from kdnmt.losses import (
     DEFAULT_THRESHOLD,
     LOSSES,
+    METHODS,
     atkd,
     atkd_with_stats,
     dkd_terms,
@@ -664,13 +665,41 @@ def test_hybrid_rejects_bad_shapes():
 
 
 def test_registry_defaults_match_function_signatures():
-    assert set(LOSSES) == {"word", "selfevo", "atkd"}
+    assert list(METHODS) == ["ce", "word", "seq", "seqinter", "seq+word", "selfevo", "atkd",
+                             "hybrid"]
+    assert set(LOSSES) == {"word", "seq+word", "selfevo", "atkd", "hybrid"}
     for name, spec in LOSSES.items():
-        params = inspect.signature(spec.function).parameters
-        for hp in spec.hparams:
-            assert params[hp.name].default == hp.default, (name, hp.name)
-            assert hp.contains(hp.default)
+        for function in (spec.function, spec.stats_function, spec.topk_function):
+            if function is None:
+                continue
+            params = inspect.signature(function).parameters
+            for hp in spec.hparams:
+                assert params[hp.name].default == hp.default, (name, hp.name, function)
+                assert hp.contains(hp.default)
         assert validate_hparams(name, {}) == spec.defaults()
+    for name, spec in METHODS.items():
+        assert spec.data in ("references", "pseudo-targets", "seqinter"), name
+        assert spec.soft_along in (None, "references", "pseudo-targets"), name
+        assert (spec.loss is None) == (spec.soft_along is None) == (spec.trainer == "ce"), name
+        assert spec.needs_teacher == (name != "ce")
+
+
+def test_registry_stats_are_what_the_stats_functions_return():
+    s, t, y = make_batch(30)
+    for spec in METHODS.values():
+        if spec.stats_function is not None:
+            _, figures = spec.stats_function(s, t, y)
+            assert set(spec.stats) <= set(figures), spec.name
+
+
+def test_reading_the_registry_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from kdnmt.losses import METHODS, validate_hparams; "
+            "validate_hparams('selfevo', {'threshold': 'quantile:0.5'}); "
+            "assert METHODS['word'].loss == 'word_kd'; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_validate_hparams_completes_and_converts():
@@ -707,7 +736,8 @@ def test_validate_hparams_completes_and_converts():
         ),
         ("word", {"alpha": True}, "alpha=True is not a number"),
         ("word", {"alpha": "high"}, "alpha='high' is not a number"),
-        ("seqkd", {}, "unknown KD method 'seqkd': expected one of atkd, selfevo, word"),
+        ("seqkd", {}, "unknown KD method 'seqkd': expected one of ce, word, seq, seqinter, "
+                      "seq+word, selfevo, atkd, hybrid"),
     ],
 )
 def test_validate_hparams_messages(method, hparams, message):
