@@ -41,7 +41,6 @@ from kdnmt.errors import KdnmtError, check
 from kdnmt.rundir import check_name
 
 
-
 def stores_needed(methods: list[str]) -> set[str]:
     """Along what (``references``, ``pseudo-targets``) the grid's methods read a top-k store
     by default (the method registry says; full-teacher methods read the online teacher)."""
