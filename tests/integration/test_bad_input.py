@@ -85,7 +85,7 @@ def test_crlf_and_blank_and_long_lines_are_cleaned_not_errors(corpus, tmp_path: 
         path = Path(c["train"] + f".{lang}")
         lines = path.read_text().splitlines()
         lines[3] = ""  # a blank pair side
-        lines[5] = "wort " * 400  # over --max-tokens
+        lines[5] = "wort " * 400  # over --max-length
         path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
     result = prepare(tmp_path / "run", c)
     assert result.exit_code == 0, result.output

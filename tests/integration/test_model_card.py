@@ -35,7 +35,7 @@ def student_run(trained_run: Path, tiny_config: Path, tmp_path_factory) -> Path:
     ok("generate", "--run", run, "--beam", "2", "--max-length", "60")
     args = ("distill", "--run", run, "--name", "seq", "--method", "seq", "--config", tiny_config)
     ok(*args, "--steps", "20")
-    ok("eval", "--run", run, "--models", "seq", "--beam", "1", "--max-sentences", "12",
+    ok("eval", "--run", run, "--models", "seq", "--beam", "1", "--limit", "12",
        "--no-teacher-forced")
     ok(*args, "--steps", "30", "--resume")
     ok("eval", "--run", run, "--models", "seq", "--beam", "1,2", "--baseline", "teacher",
