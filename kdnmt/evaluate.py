@@ -125,6 +125,14 @@ def _read_test(run: RunDir, manifest: dict[str, Any], test: str | None,
                    _test_id(stem, src_sha, tgt_sha), src_sha, tgt_sha)
 
 
+def prepared_test_identity(run: RunDir) -> tuple[str, int]:
+    """(test id, sentence count) that `eval` gives the whole prepared test split of ``run``,
+    as its rows record them (``test_id``, ``sentences``)."""
+    manifest = run.load_manifest()
+    test = _read_test(run, manifest, None, 0)
+    return test.test_id, len(test.sources)
+
+
 def bleu_language(tgt: str) -> str:
     """The code sacrebleu's BLEU understands for target ``tgt``: 'zh' for 'zh-CN' or 'zh_tw'
     too (the run's codes are file suffixes), anything else unchanged."""

@@ -95,9 +95,29 @@ def read_json(path: Path) -> Any:
 
 
 def eval_rows(run: Path) -> list[dict[str, Any]]:
-    data = read_json(RunDir(Path(run)).reports_dir / "eval.json")
+    """The eval rows of ``run`` that score the whole prepared test split: the study's tables
+    compare cells on those only, never on a `--limit` subset or another `--test` set that the
+    same report may also hold (rows of reports written before rows carried their test set and
+    sentence count are taken as they are)."""
+    run_dir = RunDir(Path(run))
+    data = read_json(run_dir.reports_dir / "eval.json")
     rows = data.get("results") if isinstance(data, dict) else None
-    return rows if isinstance(rows, list) else []
+    if not isinstance(rows, list):
+        return []
+    identity = _prepared_test(run_dir)
+    return [r for r in rows if isinstance(r, dict) and (
+        "test_id" not in r or identity is None
+        or (r.get("test_id"), r.get("sentences")) == identity)]
+
+
+def _prepared_test(run: RunDir) -> tuple[str, int] | None:
+    """(test id, sentences) of eval on the whole prepared test split, or None if unknown."""
+    from kdnmt.evaluate import prepared_test_identity
+
+    try:
+        return prepared_test_identity(run)
+    except (KdnmtError, OSError):
+        return None
 
 
 def has_eval(rows: list[dict[str, Any]], name: str, beams: list[int], step: Any) -> bool:

@@ -242,3 +242,28 @@ def test_grid_file_missing_or_not_yaml(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("src: [de\n")
     assert_clean_error(run_cli("study", "--run", tmp_path / "s", "--grid", bad), "not valid YAML")
+
+
+def test_study_tables_read_only_rows_of_the_whole_prepared_test(prepared_run: Path,
+                                                               tmp_path: Path) -> None:
+    """An `eval --limit` row (or one of another --test set) in the same report must not stand in
+    for the cell's full-test row (it used to: rows were matched on model, beam and step)."""
+    import shutil
+
+    from kdnmt.evaluate import prepared_test_identity
+    from kdnmt.rundir import RunDir
+    from kdnmt.study import eval_rows
+
+    run = tmp_path / "run"
+    shutil.copytree(prepared_run, run)
+    test_id, sentences = prepared_test_identity(RunDir(run))
+    rows = [{"model": "m", "beam": 1, "step": 5, "test_id": test_id, "sentences": sentences,
+             "bleu": 1.0},
+            {"model": "m", "beam": 1, "step": 5, "test_id": test_id, "sentences": 5,
+             "bleu": 9.0},
+            {"model": "m", "beam": 1, "step": 5, "test_id": "other-123", "sentences": sentences,
+             "bleu": 7.0},
+            {"model": "old", "beam": 1, "step": 5, "bleu": 2.0}]
+    (run / "reports").mkdir(exist_ok=True)
+    (run / "reports" / "eval.json").write_text(json.dumps({"results": rows}))
+    assert [r["bleu"] for r in eval_rows(run)] == [1.0, 2.0]
