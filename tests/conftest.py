@@ -7,7 +7,6 @@ run copies it first (``copy_run``).
 
 from __future__ import annotations
 
-import lzma
 import os
 import shutil
 from pathlib import Path
@@ -19,36 +18,11 @@ os.environ.setdefault("KDNMT_THREADS", "1")
 os.environ.setdefault("COLUMNS", "200")
 
 import torch  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
-
-from kdnmt.cli.app import app  # noqa: E402
 
 torch.set_num_threads(1)
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "data" / "demo" / "de-en"
-
-TINY_MODEL = {"enc_layers": 1, "dec_layers": 1, "hidden_size": 32, "ff_size": 64, "heads": 2}
-# bleu_sentences: the learning curve (one point at the last checkpoint of these short runs)
-# stays on, scored on a few valid sentences so that it costs a fraction of a second.
-TINY_TRAINING = {"batch_size": 512, "valid_steps": 10, "save_steps": 10, "report_every": 5,
-                 "learning_rate": 1.0, "warmup_steps": 20, "bleu_sentences": 10}
-
-
-def run_cli(*args: object, input: str | bytes | None = None):  # noqa: A002
-    """Invoke the kdnmt CLI in-process; returns Typer's Result (exit_code, stdout, stderr)."""
-    return CliRunner().invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
-
-
-def write_slice(dest: Path, split: str, lines: int, langs: tuple[str, str] = ("de", "en"),
-                start: int = 0) -> str:
-    """Write ``lines`` pairs of a demo split as plain text; returns the prefix."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for lang in langs:
-        with lzma.open(DEMO / f"{split}.{lang}.xz", "rt", encoding="utf-8") as handle:
-            chosen = handle.read().split("\n")[start:start + lines]
-        (dest / f"{split}.{lang}").write_text("\n".join(chosen) + "\n", encoding="utf-8")
-    return str(dest / split)
+# The shared helpers (tests/helpers.py) import the CLI: only after the thread settings above.
+from tests.helpers import TINY_MODEL, TINY_TRAINING, run_cli, write_slice  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +70,3 @@ def copy_run(tmp_path: Path):
         shutil.copytree(run, dest)
         return dest
     return _copy
-
-
-def no_temp_files(root: Path) -> list[Path]:
-    """Temporary files kdnmt left behind under ``root`` (should be none)."""
-    return [p for p in Path(root).rglob("*") if p.name.startswith(".kdnmt-tmp")]

@@ -1,5 +1,6 @@
-"""What the fault tests share: running kdnmt as a real process, killing it with SIGKILL at a
-chosen point, comparing run directories, and the one-clear-line error contract."""
+"""What the fault tests share beyond tests/helpers.py (which runs kdnmt as a real process and
+holds the one-clear-line error contract): killing a process with SIGKILL at a chosen point and
+comparing run directories."""
 
 from __future__ import annotations
 
@@ -7,31 +8,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from kdnmt.fileio import TMP_PREFIX
-from tests.conftest import REPO
+from tests.helpers import ENV
 
 #: Every random kill point is drawn from ``random.Random(f"{SEED}-{case}")``; set
 #: KDNMT_FAULT_SEED to explore other points (a failure message names the seed and delay).
 SEED = int(os.environ.get("KDNMT_FAULT_SEED", "20240611"))
-
-ENV = {**os.environ, "KDNMT_THREADS": "1", "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-
-
-def kdnmt(*args: object) -> list[str]:
-    """The command line of ``python -m kdnmt ARGS`` (a real process, as a user runs it)."""
-    return [sys.executable, "-m", "kdnmt", *(str(a) for a in args)]
-
-
-def run(cmd: Sequence[str], timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess:
-    """Run a command to completion; stdout and stderr are captured as text."""
-    return subprocess.run(list(cmd), env=ENV, capture_output=True, text=True, timeout=timeout,
-                          **kwargs)
 
 
 def kill_at(cmd: Sequence[str], ready: Callable[[], bool], delay: float,
@@ -90,18 +77,3 @@ def assert_same_tree(got: Path, want: Path, manifests: Sequence[str] = ("manifes
             assert without_created(a[name]) == without_created(b[name]), name
         else:
             assert a[name] == b[name], f"{name} differs from the uninterrupted run's"
-
-
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def assert_one_error_line(stderr: str, *needles: str) -> str:
-    """Exactly one non-empty line on stderr, 'error: ...', holding every needle; no traceback."""
-    lines = error_lines(stderr)
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error:"), lines[0]
-    assert "Traceback" not in stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]

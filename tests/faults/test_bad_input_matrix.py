@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from kdnmt.fileio import TMP_PREFIX
-from tests.conftest import run_cli
-from tests.faults.helpers import ENV, assert_one_error_line, kdnmt, temp_files
+from tests.faults.helpers import temp_files
+from tests.helpers import ENV, assert_one_error_line, kdnmt, run_cli
 
 # --------------------------------------------------------------------------- fixtures
 

@@ -14,7 +14,8 @@ import typer
 
 from kdnmt.cli.common import error_boundary, os_error_message
 from kdnmt.errors import KdnmtError
-from tests.faults.helpers import ENV, temp_files
+from tests.faults.helpers import temp_files
+from tests.helpers import ENV
 
 
 @pytest.mark.parametrize("exc, expected", [
@@ -149,7 +150,7 @@ def test_a_failed_checkpoint_save_is_an_oserror_naming_the_checkpoint(tmp_path: 
 def test_usage_errors_are_one_line_and_exit_1(args: tuple[str, ...], needle: str) -> None:
     """A wrong type or unknown option on the command line is bad input like any other: one
     error line naming the command, exit code 1 (not Click's boxed usage and exit code 2)."""
-    from tests.faults.helpers import assert_one_error_line, kdnmt, run
+    from tests.helpers import assert_one_error_line, kdnmt, run
 
     result = run(kdnmt(*args), timeout=60)
     assert result.returncode == 1, result.stderr

@@ -36,8 +36,8 @@ import yaml
 
 from kdnmt.fileio import TMP_PREFIX
 from kdnmt.onmt_bridge.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
-from tests.conftest import TINY_MODEL, TINY_TRAINING, run_cli
-from tests.faults.helpers import SEED, assert_same_tree, kdnmt, kill_at, run, temp_files
+from tests.faults.helpers import SEED, assert_same_tree, kill_at, temp_files
+from tests.helpers import TINY_MODEL, TINY_TRAINING, kdnmt, run, run_cli
 
 pytestmark = pytest.mark.slow
 

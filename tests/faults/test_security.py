@@ -17,8 +17,7 @@ import pytest
 import torch
 
 from kdnmt.config import ModelConfig, TrainingConfig
-from tests.conftest import REPO, run_cli
-from tests.faults.helpers import assert_one_error_line
+from tests.helpers import REPO, assert_one_error_line, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kdnmt.advise import PROBE_NAME, advise, recommend
 from kdnmt.noise import noise_file
-from tests.conftest import no_temp_files, run_cli
+from tests.helpers import no_temp_files, run_cli
 
 
 def _assert_clean_error(result, *needles: str) -> None:

@@ -10,17 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import no_temp_files, run_cli
-
-
-def assert_clean_error(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:")
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+from tests.helpers import assert_clean_error, no_temp_files, run_cli
 
 
 def copy_corpus(corpus: dict[str, str], dest: Path) -> dict[str, str]:

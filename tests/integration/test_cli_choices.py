@@ -17,8 +17,7 @@ from kdnmt.distill import METHODS, TEACHER_MODES
 from kdnmt.generate import ALONG_CHOICES, ENGINE_CHOICES, SELECT_CHOICES
 from kdnmt.models import QUANTIZATIONS
 from kdnmt.noise import NOISE_LEVELS
-from tests.conftest import run_cli
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import assert_clean_error, run_cli
 
 CHOICES = [
     ("distill", "--method", METHODS),
@@ -82,7 +81,7 @@ def test_a_wrong_choice_is_one_error_line(args: tuple[str, ...], needles: tuple[
 
 def test_a_wrong_choice_in_a_real_process() -> None:
     """The same line and exit code from the installed entry point as from the test runner."""
-    from tests.faults.helpers import assert_one_error_line, kdnmt, run
+    from tests.helpers import assert_one_error_line, kdnmt, run
 
     result = run(kdnmt("distill", "--run", "r", "--name", "s", "--method", "magic"), timeout=60)
     assert result.returncode == 1, result.stderr

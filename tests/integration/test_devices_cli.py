@@ -15,8 +15,7 @@ import kdnmt.devices as devices
 from kdnmt.models import ct2_model
 from kdnmt.rundir import RunDir
 from kdnmt.teacher.decode import Hypotheses, TeacherDecoder
-from tests.conftest import run_cli
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import assert_clean_error, run_cli
 
 GEN = ("--beam", "2", "--lines-per-chunk", "400")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_doctor_passes_a_sound_run_and_finds_damage(trained_run: Path, copy_run) -> None:

@@ -13,8 +13,7 @@ import pytest
 from sacrebleu.metrics import BLEU
 
 from kdnmt.fileio import sha256_file
-from tests.conftest import no_temp_files, run_cli, write_slice
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import assert_clean_error, no_temp_files, run_cli, write_slice
 
 
 def rows_of(run: Path) -> list[dict]:

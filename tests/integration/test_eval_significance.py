@@ -12,8 +12,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
 from kdnmt.significance import SEED, _sacrebleu_seed
-from tests.conftest import run_cli
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import assert_clean_error, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _pieces(run: Path, split: str, lang: str, n: int) -> list[str]:

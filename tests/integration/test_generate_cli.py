@@ -18,8 +18,7 @@ from kdnmt.errors import KdnmtError
 from kdnmt.generate import load_generated
 from kdnmt.rundir import RunDir
 from kdnmt.teacher.store import SoftTargetStore
-from tests.conftest import no_temp_files, run_cli
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import assert_clean_error, no_temp_files, run_cli
 
 OUTPUTS = ("train.sp.de", "train.sp.en", "train.en", "nbest.jsonl", "seqinter.sp.en")
 GEN_ARGS = ("--beam", "3", "--nbest", "2", "--select", "closest", "--lines-per-chunk", "300")

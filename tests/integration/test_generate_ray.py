@@ -17,8 +17,7 @@ import pytest
 from kdnmt.errors import KdnmtError
 from kdnmt.generate import load_generated
 from kdnmt.rundir import RunDir
-from tests.conftest import REPO, no_temp_files, run_cli
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import REPO, assert_clean_error, no_temp_files, run_cli
 
 ray = pytest.importorskip("ray")  # a guard only: requirements/dev.txt installs it
 

@@ -12,8 +12,7 @@ import torch
 
 from kdnmt.corpus.spm import train_spm
 from kdnmt.onmt_bridge.checkpoint import load_checkpoint
-from tests.conftest import run_cli
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import assert_clean_error, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +154,7 @@ def test_released_float16_teacher_is_adopted_in_float32(trained_run, corpus, tmp
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     released = tmp_path / "released"
     subprocess.run([sys.executable, str(REPO / "recipes" / "demo" / "release_teacher.py"),

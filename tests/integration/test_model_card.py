@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import assert_clean_error, run_cli
 
 
 def ok(*args: object, input: str | None = None):  # noqa: A002

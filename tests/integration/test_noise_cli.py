@@ -5,7 +5,7 @@ from __future__ import annotations
 import lzma
 from pathlib import Path
 
-from tests.conftest import no_temp_files, run_cli, write_slice
+from tests.helpers import no_temp_files, run_cli, write_slice
 
 
 def _assert_clean_error(result, *needles: str) -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY_MODEL, TINY_TRAINING, run_cli
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import TINY_MODEL, TINY_TRAINING, assert_clean_error, run_cli
 
 
 def _config(tmp_path: Path, onmt: object) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import no_temp_files, run_cli
+from tests.helpers import no_temp_files, run_cli
 
 
 def test_prepare_writes_manifest_spm_vocab(prepared_run: Path, corpus: dict[str, str]) -> None:

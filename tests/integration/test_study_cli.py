@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY_MODEL, no_temp_files, run_cli
-from tests.integration.test_bad_input import assert_clean_error
+from tests.helpers import TINY_MODEL, assert_clean_error, no_temp_files, run_cli
 
 STEPS = 10
 SIZES = ("nano", "pico")

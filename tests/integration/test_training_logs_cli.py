@@ -15,7 +15,7 @@ import yaml
 
 from kdnmt.curves import CURVE_COLUMNS
 from kdnmt.metrics import METRICS_COLUMNS
-from tests.conftest import TINY_MODEL, TINY_TRAINING, no_temp_files, run_cli
+from tests.helpers import TINY_MODEL, TINY_TRAINING, no_temp_files, run_cli
 
 pytestmark = pytest.mark.slow
 

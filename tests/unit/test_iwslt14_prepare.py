@@ -7,7 +7,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _module():

@@ -19,7 +19,7 @@ from kdnmt.significance import (
     resampled_scores,
     verdict,
 )
-from tests.conftest import DEMO
+from tests.helpers import DEMO
 
 
 @pytest.fixture(scope="module")
