@@ -49,6 +49,19 @@ def test_passthrough_reaches_the_trainer_and_is_recorded(prepared_run: Path, cop
     assert "step 30" in result.stdout
 
 
+def test_distill_takes_the_same_section(trained_run: Path, copy_run, tmp_path: Path) -> None:
+    from kdnmt.onmt_bridge.checkpoint import list_checkpoints, load_checkpoint
+
+    run = copy_run(trained_run)
+    result = run_cli("distill", "--run", run, "--name", "s", "--method", "ce", "--preset", "tiny",
+                     "--config", _config(tmp_path, {"early_stopping": 2}), "--steps", "10")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(list_checkpoints(run / "models" / "s")[-1])["opt"].early_stopping == 2
+    result = run_cli("distill", "--run", run, "--name", "t", "--method", "ce", "--preset", "tiny",
+                     "--config", _config(tmp_path, {"heads": 2}), "--steps", "10")
+    assert_clean_error(result, "onmt.heads cannot be passed through", "model.heads")
+
+
 @pytest.mark.parametrize("onmt, needles", [
     ({"early_stoping": 2}, ("onmt.early_stoping is not an option of OpenNMT-py's trainer",
                             "did you mean early_stopping")),
