@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdnmt-installed
 REQS := requirements/lock.txt requirements/onmt.txt requirements/dev.txt pyproject.toml
 
-.PHONY: install test lint help
+.PHONY: install test test-fast lint help
 
 # Every target a user runs, and the demo's variables with their current values (the demo's
 # targets and DEMO_* variables are in recipes/demo/demo.mk, read before this recipe runs).
@@ -18,6 +18,7 @@ help:
 	@$(HELP_ROW) "make demo" "set up .venv/ and run the demo pipeline on the bundled de-en data"
 	@$(HELP_ROW) "make demo-clean" "delete the demo's run directory (DEMO_RUN) to start over"
 	@$(HELP_ROW) "make test" "set up .venv/ and run the test suite"
+	@$(HELP_ROW) "make test-fast" "only the tests not marked slow (no training, no processes; under a minute)"
 	@$(HELP_ROW) "make lint" "ruff over the code"
 	@$(HELP_ROW) "make install" "only set up .venv/ (the targets above do it first)"
 	@$(HELP_ROW) "make demo-bundled-teacher" "maintainers: rebuild data/demo/teacher from the full corpus (SHARED_DATA)"
@@ -53,6 +54,11 @@ $(STAMP): $(REQS)
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The tests not marked slow (pyproject.toml: no model training, no Python processes, none over
+# about a second): about 30 s measured on one core shared with other work (KDNMT_THREADS=1 taskset -c 1).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check kdnmt tests bench

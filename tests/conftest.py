@@ -62,6 +62,14 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, prepared_run: Path,
     return run
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs ``trained_run`` trains a model (once per session, seconds): mark it slow
+    even where its module forgot, so that ``make test-fast`` (``-m "not slow"``) stays fast."""
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def copy_run(tmp_path: Path):
     """Copy a session run so a test may modify it."""

@@ -31,6 +31,8 @@ from kdnmt.fileio import TMP_PREFIX
 from tests.faults.helpers import temp_files
 from tests.helpers import ENV, assert_one_error_line, kdnmt, run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
+
 # --------------------------------------------------------------------------- fixtures
 
 

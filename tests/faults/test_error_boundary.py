@@ -95,6 +95,7 @@ def _limited(code: str, limit: int, tmp_path: Path) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_a_failed_write_names_its_own_file_among_several(tmp_path: Path) -> None:
     """Two outputs open at once (prepare writes source and target together): the error names
     the one whose write failed, not the innermost one; neither is left behind."""
@@ -112,6 +113,7 @@ def test_a_failed_write_names_its_own_file_among_several(tmp_path: Path) -> None
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_failed_write_in_a_directory_names_the_directory(tmp_path: Path) -> None:
     result = _limited("""
         from kdnmt.fileio import atomic_dir
@@ -125,6 +127,7 @@ def test_a_failed_write_in_a_directory_names_the_directory(tmp_path: Path) -> No
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_save_is_an_oserror_naming_the_checkpoint(tmp_path: Path) -> None:
     """torch.save reports a failed write as an opaque RuntimeError; OpenNMT-py's checkpoint
     writes (shim 4) surface the OSError behind it, named after the checkpoint."""
@@ -141,6 +144,7 @@ def test_a_failed_checkpoint_save_is_an_oserror_naming_the_checkpoint(tmp_path: 
     assert not temp_files(tmp_path) and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "needle"), [
     (("train", "--run", "r", "--steps", "many"), "Invalid value for '--steps'"),
     (("distill", "--bogus"), "No such option: --bogus"),

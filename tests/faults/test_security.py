@@ -60,6 +60,7 @@ def test_opennmt_path_options_are_not_accepted_from_a_config(prepared_run: Path,
     assert not (run / "models").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     ("train", "--name", "../escape"),
     ("train", "--name", ".hidden"),
@@ -81,6 +82,7 @@ def test_prepare_teacher_name_cannot_hold_a_path(corpus, tmp_path: Path) -> None
                     "--teacher-name", "../t"), "invalid model name")
 
 
+@pytest.mark.slow
 def test_an_edited_model_record_cannot_point_outside_the_run(trained_run: Path, copy_run,
                                                             tmp_path: Path) -> None:
     """model.json names its checkpoint; a '../' there (sha256 made to match) is refused."""
@@ -101,6 +103,7 @@ def test_an_edited_model_record_cannot_point_outside_the_run(trained_run: Path, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output", ["pseudo", "source"])
 def test_an_edited_generate_manifest_cannot_point_outside_the_run(kd_run: Path, copy_run,
                                                                  tmp_path: Path,
@@ -132,6 +135,7 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_would_run_code_is_refused(trained_run: Path, copy_run,
                                                      tmp_path: Path) -> None:
     """Even with its sha256 recorded in model.json (someone who can write the run)."""
@@ -151,6 +155,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained_run: Path, copy_run
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pad", [False, True])
 def test_a_store_of_pickles_is_refused_and_never_unpickled(kd_run: Path, copy_run,
                                                            tmp_path: Path, pad: bool) -> None:

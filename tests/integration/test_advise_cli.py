@@ -6,9 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from kdnmt.advise import PROBE_NAME, advise, recommend
 from kdnmt.noise import noise_file
 from tests.helpers import no_temp_files, run_cli
+
+pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
 
 
 def _assert_clean_error(result, *needles: str) -> None:

@@ -69,6 +69,7 @@ def test_missing_empty_or_directory(corpus, tmp_path: Path, problem: str) -> Non
     assert_clean_error(prepare(tmp_path / "run", c), needle[problem], "valid.de")
 
 
+@pytest.mark.slow
 def test_crlf_and_blank_and_long_lines_are_cleaned_not_errors(corpus, tmp_path: Path) -> None:
     c = copy_corpus(corpus, tmp_path / "c")
     for lang in ("de", "en"):
@@ -85,6 +86,7 @@ def test_crlf_and_blank_and_long_lines_are_cleaned_not_errors(corpus, tmp_path: 
     assert "\r" not in (tmp_path / "run" / "data" / "train.de").read_text()
 
 
+@pytest.mark.slow
 def test_xz_input_is_read(corpus, tmp_path: Path) -> None:
     c = copy_corpus(corpus, tmp_path / "c")
     for lang in ("de", "en"):
@@ -158,6 +160,7 @@ def test_unprepared_and_incompatible_run(prepared_run: Path, copy_run, tmp_path)
                        "incompatible", "run format 99")
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint(trained_run: Path, copy_run, tmp_path) -> None:
     run = copy_run(trained_run)
     ckpt = run / "models" / "teacher" / "model_step_40.pt"
@@ -173,6 +176,7 @@ def test_truncated_checkpoint(trained_run: Path, copy_run, tmp_path) -> None:
     assert not no_temp_files(run)
 
 
+@pytest.mark.slow
 def test_unknown_model_and_bad_beam(trained_run: Path) -> None:
     assert_clean_error(run_cli("eval", "--run", trained_run, "--models", "student"),
                        "unknown model 'student'", "teacher")
@@ -181,6 +185,7 @@ def test_unknown_model_and_bad_beam(trained_run: Path) -> None:
                        "invalid model name")
 
 
+@pytest.mark.slow
 def test_translate_bad_model_dir_and_bad_stdin(trained_run: Path, copy_run, tmp_path) -> None:
     assert_clean_error(run_cli("translate", "--model", tmp_path), "spm.model")
     run = copy_run(trained_run)

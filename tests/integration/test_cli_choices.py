@@ -79,6 +79,7 @@ def test_a_wrong_choice_is_one_error_line(args: tuple[str, ...], needles: tuple[
     assert not Path("r").exists()
 
 
+@pytest.mark.slow
 def test_a_wrong_choice_in_a_real_process() -> None:
     """The same line and exit code from the installed entry point as from the test runner."""
     from tests.helpers import assert_one_error_line, kdnmt, run
@@ -90,6 +91,7 @@ def test_a_wrong_choice_in_a_real_process() -> None:
     assert line.endswith("distill --help)") and "Value error" not in line
 
 
+@pytest.mark.slow
 def test_old_option_names_are_hidden_aliases(corpus: dict[str, str], tmp_path: Path) -> None:
     prepare = ("prepare", "--src", "de", "--tgt", "en", "--train", corpus["train"],
                "--valid", corpus["valid"], "--test", corpus["test"], "--vocab-size", "500")
@@ -114,6 +116,7 @@ def test_old_option_names_are_hidden_aliases(corpus: dict[str, str], tmp_path: P
     assert "--max-sentences" not in run_cli("eval", "--help").stdout
 
 
+@pytest.mark.slow
 def test_eval_limit_and_its_old_name(trained_run: Path, copy_run) -> None:
     run = copy_run(trained_run)
     base = ("eval", "--run", run, "--models", "teacher", "--beam", "1", "--no-teacher-forced")

@@ -50,6 +50,7 @@ def reference_decode(decoder: TeacherDecoder, part: list[str]) -> list[Hypothese
     return out  # type: ignore[return-value]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_tokens", [64, 2048])
 def test_pipelined_decoding_equals_translate_iterable_per_group(trained_run: Path,
                                                                 batch_tokens: int) -> None:
@@ -64,6 +65,7 @@ def test_pipelined_decoding_equals_translate_iterable_per_group(trained_run: Pat
     assert streamed == expected
 
 
+@pytest.mark.slow
 def test_generate_records_the_device_and_compute_type(generated: Path, copy_run) -> None:
     gen = generated / "generated" / "teacher"
     manifest = json.loads((gen / "manifest.json").read_text())
@@ -86,12 +88,14 @@ def test_generate_records_the_device_and_compute_type(generated: Path, copy_run)
     assert lines(run / "generated" / "teacher" / "train.sp.en") == lines(gen / "train.sp.en")
 
 
+@pytest.mark.slow
 def test_another_compute_type_is_other_settings(generated: Path, copy_run) -> None:
     run = copy_run(generated)
     assert_clean_error(run_cli("generate", "--run", run, *GEN, "--compute-type", "float32"),
                        "other settings", "compute_type 'default' vs 'float32'", "--force")
 
 
+@pytest.mark.slow
 def test_chunks_of_another_resolved_compute_type_are_not_mixed(generated: Path,
                                                                copy_run) -> None:
     run = copy_run(generated)
@@ -105,6 +109,7 @@ def test_chunks_of_another_resolved_compute_type_are_not_mixed(generated: Path,
     assert not (gen / "chunks" / "000001.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_settings_written_before_devices_still_resume(generated: Path, copy_run) -> None:
     run = copy_run(generated)
     gen = run / "generated" / "teacher"
@@ -119,6 +124,7 @@ def test_settings_written_before_devices_still_resume(generated: Path, copy_run)
     assert lines(gen / "train.sp.en") == lines(generated / "generated/teacher/train.sp.en")
 
 
+@pytest.mark.slow
 def test_eval_rows_of_two_compute_types_stand_side_by_side(trained_run: Path,
                                                            copy_run) -> None:
     run = copy_run(trained_run)
@@ -138,6 +144,7 @@ def test_eval_rows_of_two_compute_types_stand_side_by_side(trained_run: Path,
     assert len(json.loads((run / "reports" / "eval.json").read_text())["results"]) == 2
 
 
+@pytest.mark.slow
 def test_translate_with_an_explicit_compute_type(trained_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
     assert run_cli("export", "--run", trained_run, "--model", "teacher",
@@ -163,6 +170,7 @@ def test_gpu_defaults_follow_what_the_gpu_supports(monkeypatch) -> None:
         devices.resolve("cuda", "float16", "int8")
 
 
+@pytest.mark.slow
 def test_a_gpu_ctranslate2_sees_but_torch_does_not(trained_run: Path, copy_run,
                                                    monkeypatch) -> None:
     """The machine where the pip wheel of CTranslate2 finds a GPU and torch is a CPU build:
@@ -187,6 +195,7 @@ def test_a_gpu_ctranslate2_sees_but_torch_does_not(trained_run: Path, copy_run,
     assert_clean_error(result, "cannot load CTranslate2 model", "on cuda (int8_float16)")
 
 
+@pytest.mark.slow
 def test_ray_gpu_actors_need_gpus(trained_run: Path, copy_run, monkeypatch) -> None:
     ray = pytest.importorskip("ray")
     for name, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}.items():

@@ -13,6 +13,8 @@ import yaml
 
 from tests.helpers import TINY_MODEL, assert_clean_error, run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
+
 STEPS = 40
 
 

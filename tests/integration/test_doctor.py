@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import run_cli
 
 
+@pytest.mark.slow
 def test_doctor_passes_a_sound_run_and_finds_damage(trained_run: Path, copy_run) -> None:
     result = run_cli("doctor", "--run", trained_run)
     assert result.exit_code == 0, result.output

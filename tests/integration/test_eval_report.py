@@ -25,6 +25,7 @@ def ok(*args: object) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_rows_and_hypotheses_are_keyed_by_test_set_and_size(trained_run: Path, copy_run,
                                                             tmp_path: Path) -> None:
     run = copy_run(trained_run)
@@ -64,6 +65,7 @@ def test_rows_and_hypotheses_are_keyed_by_test_set_and_size(trained_run: Path, c
     assert not no_temp_files(run)
 
 
+@pytest.mark.slow
 def test_source_speed_and_plot(trained_run: Path, copy_run) -> None:
     run = copy_run(trained_run)
     ok("eval", "--run", run, "--models", "teacher", "--beam", "1,2", "--no-teacher-forced")
@@ -95,6 +97,7 @@ def old_row(model: str, test: str, step: int) -> dict:
             "date": "2024-01-01T00:00:00+00:00"}
 
 
+@pytest.mark.slow
 def test_a_report_of_the_previous_format_still_loads(trained_run: Path, copy_run) -> None:
     run = copy_run(trained_run)
     label = f"prepared test split (sha256 {sha256_file(run / 'data' / 'test.de')[:12]})"
@@ -113,6 +116,7 @@ def test_a_report_of_the_previous_format_still_loads(trained_run: Path, copy_run
     assert "| gone | teacher | 1 | 60 | 1.50 |" in md
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content, needle", [
     ("{not json", "is corrupt (not valid JSON)"),
     ('{"rows": []}', "is not a kdnmt eval report"),
@@ -158,6 +162,7 @@ def prepare_toy(run: Path, data: Path, lang: str) -> None:
        "--valid", prefixes[1], "--test", prefixes[2], "--vocab-size", "200")
 
 
+@pytest.mark.slow
 def test_chinese_target_bleu_uses_the_zh_tokenizer(tmp_path: Path, tiny_config: Path) -> None:
     run = tmp_path / "run"
     prepare_toy(run, tmp_path / "data", "zh")
@@ -193,6 +198,7 @@ def _mecab_missing() -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _mecab_missing(), reason="sacrebleu's Japanese tokenizer is installed")
 def test_japanese_target_without_mecab_is_one_clear_line(tmp_path: Path) -> None:
     """BLEU on Japanese needs MeCab (sacrebleu[ja]); without it eval stops before decoding

@@ -14,6 +14,8 @@ from sacrebleu.significance import PairedTest
 from kdnmt.significance import SEED, _sacrebleu_seed
 from tests.helpers import assert_clean_error, run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
+
 
 @pytest.fixture(scope="module")
 def two_models(trained_run: Path, tiny_config: Path, tmp_path_factory) -> Path:

@@ -6,9 +6,12 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.helpers import run_cli
+
+pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
 
 
 def _pieces(run: Path, split: str, lang: str, n: int) -> list[str]:

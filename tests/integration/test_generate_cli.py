@@ -20,6 +20,8 @@ from kdnmt.rundir import RunDir
 from kdnmt.teacher.store import SoftTargetStore
 from tests.helpers import assert_clean_error, no_temp_files, run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
+
 OUTPUTS = ("train.sp.de", "train.sp.en", "train.en", "nbest.jsonl", "seqinter.sp.en")
 GEN_ARGS = ("--beam", "3", "--nbest", "2", "--select", "closest", "--lines-per-chunk", "300")
 

@@ -77,6 +77,7 @@ def ray_run(trained_run: Path, tmp_path_factory, ray_cluster: str) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_ray_engine_is_byte_identical_to_local(local_run: Path, ray_run: Path) -> None:
     ray_files, local_files = generated(ray_run), generated(local_run)
     assert sorted(ray_files) == sorted(local_files)
@@ -92,6 +93,7 @@ def test_ray_engine_is_byte_identical_to_local(local_run: Path, ray_run: Path) -
     assert ray.available_resources().get("CPU", 0) == 2
 
 
+@pytest.mark.slow
 def test_resume_with_either_engine(local_run: Path, ray_run: Path, ray_cluster: str,
                                    copy_run) -> None:
     run = copy_run(ray_run)
@@ -119,6 +121,7 @@ def test_resume_with_either_engine(local_run: Path, ray_run: Path, ray_cluster: 
     assert not no_temp_files(run)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, needles", [
     (("--engine", "spark"), ("--engine", "'local', 'ray'", "spark")),
     (("--ray-actors", "2"), ("need --engine ray",)),
@@ -129,6 +132,7 @@ def test_bad_engine_arguments(trained_run: Path, copy_run, args, needles) -> Non
     assert_clean_error(run_cli("generate", "--run", run, *GEN_ARGS, *args), *needles)
 
 
+@pytest.mark.slow
 def test_more_actors_than_cpus(ray_run: Path, copy_run) -> None:
     run = copy_run(ray_run)
     (run / "generated" / "teacher" / "chunks" / "000002.jsonl").unlink()
@@ -137,6 +141,7 @@ def test_more_actors_than_cpus(ray_run: Path, copy_run) -> None:
     assert ray.available_resources().get("CPU", 0) == 2
 
 
+@pytest.mark.slow
 def test_without_ray_installed(ray_run: Path, copy_run, monkeypatch) -> None:
     run = copy_run(ray_run)
     (run / "generated" / "teacher" / "chunks" / "000002.jsonl").unlink()

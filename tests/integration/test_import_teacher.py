@@ -14,6 +14,8 @@ from kdnmt.corpus.spm import train_spm
 from kdnmt.onmt_bridge.checkpoint import load_checkpoint
 from tests.helpers import assert_clean_error, run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
+
 
 @pytest.fixture(scope="module")
 def teacher(trained_run: Path) -> dict[str, Path]:

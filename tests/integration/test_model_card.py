@@ -17,6 +17,8 @@ import pytest
 
 from tests.helpers import assert_clean_error, run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
+
 
 def ok(*args: object, input: str | None = None):  # noqa: A002
     result = run_cli(*args, input=input)

@@ -25,6 +25,7 @@ def _train(run: Path, config: Path, steps: int, *extra: str):
                    "--steps", steps, *extra)
 
 
+@pytest.mark.slow
 def test_passthrough_reaches_the_trainer_and_is_recorded(prepared_run: Path, copy_run,
                                                          tmp_path: Path) -> None:
     from kdnmt.onmt_bridge.checkpoint import list_checkpoints, load_checkpoint
@@ -49,6 +50,7 @@ def test_passthrough_reaches_the_trainer_and_is_recorded(prepared_run: Path, cop
     assert "step 30" in result.stdout
 
 
+@pytest.mark.slow
 def test_distill_takes_the_same_section(trained_run: Path, copy_run, tmp_path: Path) -> None:
     from kdnmt.onmt_bridge.checkpoint import list_checkpoints, load_checkpoint
 

@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import run_cli, write_slice
 
+pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
+
 GREEK = "αβγδεζηθικλμνξοπρστυφχψω"
 CYRILLIC = "абвгдежзиклмнопрстуфхцчшщ"
 

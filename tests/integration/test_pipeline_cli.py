@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import no_temp_files, run_cli
 
 
@@ -26,6 +28,7 @@ def test_prepare_writes_manifest_spm_vocab(prepared_run: Path, corpus: dict[str,
     assert not no_temp_files(prepared_run)
 
 
+@pytest.mark.slow
 def test_train_writes_model_info_and_config(trained_run: Path) -> None:
     info = json.loads((trained_run / "models" / "teacher" / "model.json").read_text())
     assert info["step"] == 40
@@ -42,6 +45,7 @@ def test_train_writes_model_info_and_config(trained_run: Path) -> None:
     assert "Saving checkpoint" in log
 
 
+@pytest.mark.slow
 def test_eval_reports_scores_speed_size(trained_run: Path, copy_run) -> None:
     run = copy_run(trained_run)
     result = run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1,2")
@@ -64,6 +68,7 @@ def test_eval_reports_scores_speed_size(trained_run: Path, copy_run) -> None:
     assert sorted(r["beam"] for r in report) == [1, 2]
 
 
+@pytest.mark.slow
 def test_export_translate_roundtrip(trained_run: Path, copy_run, tmp_path: Path,
                                     corpus: dict[str, str]) -> None:
     run = copy_run(trained_run)
@@ -89,6 +94,7 @@ def test_export_translate_roundtrip(trained_run: Path, copy_run, tmp_path: Path,
     assert not no_temp_files(tmp_path)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(prepared_run: Path, copy_run,
                                                tiny_config: Path) -> None:
     run = copy_run(prepared_run)
@@ -105,6 +111,7 @@ def test_resume_continues_from_last_checkpoint(prepared_run: Path, copy_run,
     assert "Loading checkpoint" in log or "model_step_20.pt" in log
 
 
+@pytest.mark.slow
 def test_time_budget_stops_and_saves(prepared_run: Path, copy_run, tiny_config: Path) -> None:
     run = copy_run(prepared_run)
     result = run_cli("train", "--run", run, "--name", "budget", "--preset", "tiny",

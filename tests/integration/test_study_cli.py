@@ -68,6 +68,7 @@ def finished(run: Path) -> set[tuple[str, str]]:
             for p in run.glob("noise-*/models/*/model.json") if p.parent.name != "teacher"}
 
 
+@pytest.mark.slow
 def test_study_grid_stops_resumes_and_reports(trained_run: Path, corpus: dict[str, str],
                                               tmp_path: Path) -> None:
     grid = write_grid(tmp_path / "grid", grid_dict(trained_run, corpus))
@@ -182,6 +183,7 @@ def test_study_grid_stops_resumes_and_reports(trained_run: Path, corpus: dict[st
     assert_clean_error(run_cli("study", "--run", run, "--grid", other), "budget", "other settings")
 
 
+@pytest.mark.slow
 def test_study_trains_its_own_teacher(corpus: dict[str, str], tiny_config: Path,
                                       tmp_path: Path) -> None:
     """teacher: {train: ...}: a teacher trained once on the clean data, adopted by every noise
@@ -210,6 +212,7 @@ def test_study_trains_its_own_teacher(corpus: dict[str, str], tiny_config: Path,
     assert "no `hybrid` cell" in md and "does not run both `word` and `seq`" in md
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit, needles", [
     (lambda g: g.update(colour="blue"), ("unknown key 'colour'", "valid keys: src, tgt")),
     (lambda g: g["budget"].update(step=3), ("unknown key 'budget.step'", "valid keys: steps")),

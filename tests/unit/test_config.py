@@ -59,6 +59,7 @@ def test_rejections(overrides: dict, needle: str) -> None:
     assert needle in str(err.value)
 
 
+@pytest.mark.slow
 def test_documented_parameter_counts_match_built_models() -> None:
     """docs/train.md states each preset's size; build each model and compare exactly."""
     from kdnmt.onmt_bridge.model_size import count_parameters_for

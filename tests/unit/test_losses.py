@@ -606,6 +606,7 @@ def test_gate_objective_value_and_gradient_against_direct(prior, tau):
     assert torch.autograd.grad(got, (a, c), allow_unused=True) == (None, None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior,tau", [(0.5, 1.0), (0.3, 0.7), (0.8, 3.0)])
 def test_gate_objective_minimiser_is_gate_target_and_interior(prior, tau):
     g = torch.Generator().manual_seed(22)
@@ -692,6 +693,7 @@ def test_registry_stats_are_what_the_stats_functions_return():
             assert set(spec.stats) <= set(figures), spec.name
 
 
+@pytest.mark.slow
 def test_reading_the_registry_imports_no_torch():
     import subprocess
     import sys

@@ -50,6 +50,7 @@ def test_placeholders_let_onmt_transforms_import() -> None:
     assert sys.path[-1] == str(shims.PLACEHOLDER_DIR), sys.path
 
 
+@pytest.mark.slow
 def test_placeholders_work_in_spawned_workers() -> None:
     """OpenNMT-py's DataLoader uses multiprocessing_context='spawn'."""
     shims.install()
@@ -150,6 +151,7 @@ def test_loss_hook_point_exists() -> None:
     assert "LossCompute.from_opts" in inspect.getsource(onmt.trainer.build_trainer)
 
 
+@pytest.mark.slow
 def test_converter_accepts_flash_checkpoints_via_rewrite(trained_run: Path, tmp_path) -> None:
     """CTranslate2 rejects scaled-dot-flash; convert_checkpoint rewrites the option."""
     from ctranslate2.converters import OpenNMTPyConverter

@@ -53,6 +53,7 @@ def test_errors() -> None:
         select_closest(["a", "b", "c"], REF, scores=[0.0, 1.0])
 
 
+@pytest.mark.slow
 def test_select_closest_is_public_in_kdnmt_teacher_and_imported_lazily():
     import subprocess
     import sys

@@ -55,6 +55,7 @@ def test_our_resamples_are_sacrebleus(references: list[str]) -> None:
     assert 0.5 * (ordered[300 - 7 - 1] - ordered[7]) == pytest.approx(reported.ci, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_compare_reports_sacrebleus_p_values(references: list[str]) -> None:
     baseline, system = drop_words(references, 0.3, 1), drop_words(references, 0.28, 2)
     result = compare(baseline, system, references, metrics, SMALL)
@@ -76,6 +77,7 @@ def test_compare_reports_sacrebleus_p_values(references: list[str]) -> None:
     assert compare(baseline, system, references, metrics, SMALL) == result
 
 
+@pytest.mark.slow
 def test_clear_and_unsupported_differences(references: list[str]) -> None:
     """Half the words dropped against a tenth: significant both ways. Two equally damaged
     outputs: the tests do not support a difference, and the verdict says so."""
