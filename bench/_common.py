@@ -1,10 +1,17 @@
-"""What the benchmarks share: the repository root on sys.path and running the kdnmt CLI."""
+"""What the benchmarks share: the repository root on sys.path, running the kdnmt CLI, and the
+description of the machine every benchmark prints first (figures from different CPUs, or
+CTranslate2 builds, are never compared)."""
 
 from __future__ import annotations
 
+import os
+import platform
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
@@ -14,3 +21,78 @@ def kdnmt(*args: object) -> None:
     """Run one kdnmt command in a child process (as a user would), quietly."""
     subprocess.run([sys.executable, "-m", "kdnmt", *map(str, args)], check=True,
                    stdout=subprocess.DEVNULL, cwd=REPO)
+
+
+#: The CPU flags that decide which kernels CTranslate2 (oneDNN / its own GEMMs) and torch use.
+KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+                "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
+                "amx_bf16", "avx_vnni", "neon", "asimd")
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU model, the kernel-relevant flags it has, and the cores this process may use."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model") and model in ("", platform.machine(),
+                                                                    platform.processor()):
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpu": model, "flags": [f for f in KERNEL_FLAGS if f in flags],
+            "cores": len(os.sched_getaffinity(0)), "machine_cpus": os.cpu_count(),
+            "kdnmt_threads": os.environ.get("KDNMT_THREADS")}
+
+
+def machine_header(compute_types: dict[str, str] | None = None) -> str:
+    """Lines naming this machine, CTranslate2, torch and (``compute_types``: what ran ->
+    CTranslate2's resolved compute type) what each decoder computed with."""
+    import ctranslate2
+    import torch
+
+    cpu = cpu_description()
+    lines = [f"CPU: {cpu['cpu']}; flags: {' '.join(cpu['flags']) or '-'}; cores usable: "
+             f"{cpu['cores']} of {cpu['machine_cpus']} (KDNMT_THREADS="
+             f"{cpu['kdnmt_threads'] or 'unset'})",
+             f"CTranslate2 {ctranslate2.__version__} (CPU compute types: "
+             f"{', '.join(sorted(ctranslate2.get_supported_compute_types('cpu')))}; "
+             f"GPUs it sees: {_ct2_gpus()}); torch {torch.__version__} "
+             f"(threads {torch.get_num_threads()})"]
+    for what, compute_type in (compute_types or {}).items():
+        lines.append(f"compute type: {what}: {compute_type}")
+    return "\n".join(lines)
+
+
+def _ct2_gpus() -> int:
+    import ctranslate2
+
+    try:
+        return int(ctranslate2.get_cuda_device_count())
+    except RuntimeError:
+        return 0
+
+
+def kdnmt_measured(*args: object, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run one kdnmt command in a child process; its wall-clock seconds, CPU seconds and peak
+    resident memory (MB), from the child's own resource usage."""
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "kdnmt", *map(str, args)], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env={**os.environ, **(env or {})})
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+    if child.stderr:
+        child.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"kdnmt {' '.join(map(str, args))} failed:\n{stderr}")
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "rss_mb": usage.ru_maxrss / 1024}
+
+
+def self_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
