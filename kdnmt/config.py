@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from kdnmt.errors import KdnmtError, check
+from kdnmt.strict import Problems, coerce
 
 
 @dataclass
@@ -141,46 +142,39 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _coerce(value: Any, kind: type, where: str) -> Any:
-    """Check a YAML value against a dataclass field type; ints are accepted for floats."""
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, bool):
-        raise KdnmtError(f"{where}: expected an integer, got {value!r}")
-    if not isinstance(value, kind):
-        raise KdnmtError(f"{where}: expected {kind.__name__}, got {value!r}")
-    if kind is float and not math.isfinite(value):  # YAML's .inf and .nan
-        raise KdnmtError(f"{where}: expected a finite number, got {value!r}")
-    return value
-
-
-def _apply(section_obj: Any, values: Any, section: str, source: str) -> None:
+def _apply(section_obj: Any, values: Any, section: str, source: str,
+           problems: Problems) -> None:
     check(isinstance(values, dict), f"{source}: section '{section}' must be a mapping")
     known = {f.name: f for f in fields(section_obj)}
     for key, value in values.items():
-        if key not in known:
-            raise KdnmtError(
-                f"{source}: unknown key '{section}.{key}' "
-                f"(valid keys: {', '.join(sorted(known))})"
-            )
-        kind = {"int": int, "float": float, "str": str, "bool": bool}[str(known[key].type)]
-        setattr(section_obj, key, _coerce(value, kind, f"{source}: {section}.{key}"))
+        with problems.collect():
+            if key not in known:
+                raise KdnmtError(
+                    f"{source}: unknown key '{section}.{key}' "
+                    f"(valid keys: {', '.join(sorted(known))})"
+                )
+            kind = {"int": int, "float": float, "str": str, "bool": bool}[str(known[key].type)]
+            setattr(section_obj, key, coerce(value, kind, f"{source}: {section}.{key}"))
 
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
-    """Apply a nested ``{"model": {...}, "training": {...}}`` mapping onto ``config``."""
+    """Apply a nested ``{"model": {...}, "training": {...}}`` mapping onto ``config``; every
+    unknown key and wrongly typed value of the mapping is reported at once."""
     check(isinstance(overrides, dict), f"{source}: the configuration must be a mapping")
     sections = {"model": config.model, "training": config.training}
+    problems = Problems(source)
     for name, values in overrides.items():
-        if name == "onmt":
-            _apply_onmt(config, values, source)
-            continue
-        if name not in sections:
-            raise KdnmtError(
-                f"{source}: unknown section '{name}' "
-                f"(valid sections: {', '.join(sections)}, onmt)"
-            )
-        _apply(sections[name], values, name, source)
+        with problems.collect():
+            if name == "onmt":
+                _apply_onmt(config, values, source)
+                continue
+            if name not in sections:
+                raise KdnmtError(
+                    f"{source}: unknown section '{name}' "
+                    f"(valid sections: {', '.join(sections)}, onmt)"
+                )
+            _apply(sections[name], values, name, source, problems)
+    problems.raise_if_any()
     return config
 
 

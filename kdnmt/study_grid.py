@@ -39,6 +39,7 @@ import yaml
 
 from kdnmt.errors import KdnmtError, check
 from kdnmt.rundir import check_name
+from kdnmt.strict import Problems, coerce
 
 
 def stores_needed(methods: list[str]) -> set[str]:
@@ -203,11 +204,14 @@ class _Reader:
         self.source, self.base, self.where = source, base, where
         prefix = f"'{where}' " if where else ""
         check(isinstance(value, dict), f"{source}: {prefix or 'the grid '}must be a mapping")
+        problems = Problems(source)
         for key in value:
             if key not in allowed:
                 dotted = f"{where}.{key}" if where else str(key)
-                raise KdnmtError(f"{source}: unknown key '{dotted}' "
-                                 f"(valid keys: {', '.join(allowed)})")
+                with problems.collect():
+                    raise KdnmtError(f"{source}: unknown key '{dotted}' "
+                                     f"(valid keys: {', '.join(allowed)})")
+        problems.raise_if_any()
         for key in required:
             check(key in value and value[key] is not None,
                   f"{source}: missing key '{self.name(key)}'")
@@ -223,12 +227,7 @@ class _Reader:
             ok: Callable[[Any], bool] | None = None, rule: str = "") -> Any:
         if not self.has(key):
             return default
-        value = self.value[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-            raise KdnmtError(f"{self.source}: {self.name(key)}: expected "
-                             f"{'a number' if kind is float else kind.__name__}, got {value!r}")
+        value = coerce(self.value[key], kind, f"{self.source}: {self.name(key)}")
         if ok is not None and not ok(value):
             raise KdnmtError(f"{self.source}: {self.name(key)} must be {rule}, got {value!r}")
         return value
@@ -280,7 +279,7 @@ def _data(top: _Reader, src: str, tgt: str) -> DataSpec:
 
     r = top.sub("data", ("train", "valid", "test", "train_lines", "valid_lines", "test_lines"),
                 required=("train", "valid", "test"))
-    prefixes = {}
+    prefixes: dict[str, Any] = {}  # split -> Path (Any: mypy cannot tell these keys from DataSpec's ints)
     for split in ("train", "valid", "test"):
         text = r.get(split, str)
         prefix = Path(text).expanduser()

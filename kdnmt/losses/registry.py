@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdnmt.losses.thresholds import DEFAULT_THRESHOLD, parse_threshold
+from kdnmt.strict import as_number
 
 #: What a method trains on: the references, the teacher's beam outputs, or seq-inter's picks.
 TRAINING_DATA = ("references", "pseudo-targets", "seqinter")
@@ -122,7 +123,7 @@ def _resolve(name: str | None) -> Callable[..., Any] | None:
 
 def _threshold_value(raw: Any) -> float | str:
     """selfevo's threshold: nats (a number) or ``quantile:Q`` (kept as its text)."""
-    kind, value = parse_threshold(raw if isinstance(raw, str) else _as_number("threshold", raw))
+    kind, value = parse_threshold(raw if isinstance(raw, str) else as_number("threshold", raw))
     return value if kind == "nats" else f"quantile:{value:g}"
 
 
@@ -181,20 +182,6 @@ def get_spec(method: str) -> LossSpec:
         ) from None
 
 
-def _as_number(name: str, value: Any) -> float:
-    """Accept ints, floats and numeric strings (CLI values); reject bools and the rest."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} is not a number")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    raise ValueError(f"{name}={value!r} is not a number")
-
-
 def validate_hparams(method: str, hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Check ``hparams`` for ``method`` and return them completed with the defaults.
 
@@ -215,7 +202,7 @@ def validate_hparams(method: str, hparams: Mapping[str, Any] | None = None) -> d
         if parse is not None:
             result[name] = parse(raw)
             continue
-        value = _as_number(name, raw)
+        value = as_number(name, raw)
         if not known[name].contains(value):
             raise ValueError(f"{name}={value:g} is out of range: expected {known[name].describe()}")
         result[name] = value
