@@ -19,7 +19,7 @@ help:
 	@$(HELP_ROW) "make demo-clean" "delete the demo's run directory (DEMO_RUN) to start over"
 	@$(HELP_ROW) "make test" "set up .venv/ and run the test suite"
 	@$(HELP_ROW) "make test-fast" "only the tests not marked slow (no training, no processes; under a minute)"
-	@$(HELP_ROW) "make lint" "ruff over the code"
+	@$(HELP_ROW) "make lint" "ruff and mypy over the code"
 	@$(HELP_ROW) "make install" "only set up .venv/ (the targets above do it first)"
 	@$(HELP_ROW) "make demo-bundled-teacher" "maintainers: rebuild data/demo/teacher from the full corpus (SHARED_DATA)"
 	@echo "Demo variables (make demo VAR=value; current values shown):"
@@ -62,5 +62,6 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check kdnmt tests bench
+	$(BIN)/mypy
 
 include recipes/demo/demo.mk

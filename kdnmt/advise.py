@@ -129,6 +129,7 @@ def recommend(signals: Mapping[str, Any]) -> tuple[str, str, list[str], dict[str
         if verdict == "missing":
             reasons.append(f"{group}: not measured ({key} unavailable), no vote")
             continue
+        assert value is not None  # vote() says "missing" for an unmeasured signal
         to_simple, to_complex = ("<=", ">=") if direction == "up" else (">=", "<=")
         side = "neither" if verdict == "neutral" else verdict
         reasons.append(f"{group}: {key} = {_fmt(value)} -> {side} (simple if {to_simple} "

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import TMP_PREFIX, atomic_open, atomic_path
@@ -121,7 +122,8 @@ class CurveRecorder:
                           len(self.sources), round(time.perf_counter() - start, 3))
 
     def _write(self, point: CurvePoint) -> None:
-        rows = [r for r in read_rows(self.path) if int(r["step"]) != point.step]
+        rows: list[dict[str, Any]] = [r for r in read_rows(self.path)
+                                      if int(r["step"]) != point.step]
         rows.append({"step": point.step, "bleu": point.bleu, "chrf": point.chrf,
                      "sentences": point.sentences, "wall_s": point.wall_s})
         rows.sort(key=lambda r: int(r["step"]))

@@ -12,7 +12,7 @@ Methods that read the teacher's whole distribution (ATKD, Self-Evolution KD) def
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -44,7 +44,7 @@ class DistillOptions:
     config_file: Path | None = None
     resume: bool = False
     force: bool = False
-    hparams: dict[str, float] = field(default_factory=dict)
+    hparams: Mapping[str, float | str] = field(default_factory=dict)  # --threshold: also 'quantile:Q'
     gate: str = "learned"
     gate_prior: float | None = None
     gate_tau: float | None = None

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kdnmt.errors import KdnmtError
 from kdnmt.fileio import sha256_file
@@ -94,8 +95,9 @@ def run_checks(root: Path) -> Iterator[Check]:
                                              "vocabulary"))
     for split, entry in manifest["splits"].items():
         for lang, out in entry.get("outputs", {}).items():
-            yield _run(f"data {split}.{lang}", lambda s=split, lg=lang, o=out: _verify(
-                run.pieces(s, lg), o["sha256"], "prepared data"))
+            def data_ok(s: str = split, lg: str = lang, o: dict[str, Any] = out) -> str:
+                return _verify(run.pieces(s, lg), o["sha256"], "prepared data")
+            yield _run(f"data {split}.{lang}", data_ok)
     for name in run.model_names():
         def model_ok(name: str = name) -> str:
             info = json.loads(run.model_info_path(name).read_text(encoding="utf-8"))

@@ -235,7 +235,7 @@ def markdown_table(rows: list[dict[str, Any]], plot: str | None = None) -> str:
     notes += _significance_section(rows)
     notes += ["", "Signatures:"]
     for key, label in METRIC_LABELS:
-        for sig in sorted({r.get(f"{key}_signature") for r in rows} - {None}):
+        for sig in sorted({s for r in rows if (s := r.get(f"{key}_signature")) is not None}):
             notes.append(f"- {label}: `{sig}`")
     if plot:
         notes += ["", f"![BLEU against source tokens per second, marker area by size on disk]"

@@ -304,6 +304,8 @@ def _add_significance(opts: EvalOptions, rows: list[dict[str, Any]],
                       on_progress: Callable[[str], None]) -> None:
     """Each non-baseline row gets its paired comparison with the baseline's row of the same
     beam (same call: same test sentences and quantization)."""
+    baseline = opts.baseline
+    assert baseline is not None  # the caller adds the tests only with --baseline
     settings = PairedSettings(bootstrap=opts.bootstrap, ar_trials=opts.ar_trials)
     base_rows = {r["beam"]: r for r in rows if r["model"] == opts.baseline}
     for row in rows:
@@ -311,7 +313,7 @@ def _add_significance(opts: EvalOptions, rows: list[dict[str, Any]],
             continue
         base = base_rows[row["beam"]]
         on_progress(f"paired tests: {row['model']} against {opts.baseline}, beam {row['beam']}")
-        result = compare(outputs[(opts.baseline, row["beam"])],
+        result = compare(outputs[(baseline, row["beam"])],
                          outputs[(row["model"], row["beam"])], references, make_metrics,
                          settings)
         row["significance"] = {"baseline": opts.baseline, "baseline_step": base["step"],

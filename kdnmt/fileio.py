@@ -79,7 +79,7 @@ class _NamedWriter(io.FileIO):
         super().__init__(path, "w")
         self.dest = dest
 
-    def write(self, data: Any) -> int | None:
+    def write(self, data: Any, /) -> int:
         try:
             return super().write(data)
         except OSError as exc:

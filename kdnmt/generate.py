@@ -245,11 +245,11 @@ class Generation:
 
             import_ray()  # before a conversion: fail fast where Ray is not installed
         model_dir = ct2_model(self.run, self.opts.teacher, self.opts.quantization)
-        decoder_args = {"beam": self.opts.beam, "nbest": self.opts.nbest,
-                        "batch_tokens": self.opts.batch_tokens,
-                        "max_length": self.opts.max_length,
-                        "length_ratio": self.opts.length_ratio,
-                        "device": self.opts.device}
+        decoder_args: dict[str, Any] = {"beam": self.opts.beam, "nbest": self.opts.nbest,
+                                        "batch_tokens": self.opts.batch_tokens,
+                                        "max_length": self.opts.max_length,
+                                        "length_ratio": self.opts.length_ratio,
+                                        "device": self.opts.device}
         parts = {c: lines[c * size:(c + 1) * size] for c in todo}
         tokens = 0
         tokenizer = Tokenizer(self.run.spm_model)

@@ -165,7 +165,7 @@ def prepare(opts: PrepareOptions, on_stage: Callable[[str], None] = lambda _: No
         vocab_entries = write_onmt_vocab(tokenizer, train_pieces, run.vocab)
     else:
         vocab_entries = write_teacher_vocab(checked, train_pieces, run.vocab)
-    manifest = {
+    manifest: dict[str, Any] = {
         "run_format": RUN_FORMAT,
         "kdnmt_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

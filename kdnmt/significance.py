@@ -106,8 +106,9 @@ def compare(baseline: Sequence[str], system: Sequence[str], references: Sequence
             out[key] = {"delta": 0.0, "ci95": [0.0, 0.0], "p_bootstrap": None, "p_ar": None,
                         "significant": False, "note": "identical output"}
         return out
-    named = [("baseline", list(baseline)), ("system", list(system))]
-    results: dict[str, Any] = {}
+    named: list[tuple[str, Sequence[str]]] = [("baseline", list(baseline)),
+                                              ("system", list(system))]
+    results: dict[tuple[str, str], Any] = {}  # (metric key, test type) -> sacrebleu's column
     signatures: dict[str, str] = {}
     with _sacrebleu_seed(settings.seed):
         for test_type, n in (("bs", settings.bootstrap), ("ar", settings.ar_trials)):

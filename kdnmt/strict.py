@@ -26,7 +26,7 @@ def coerce(value: Any, kind: type, where: str) -> Any:
         raise KdnmtError(f"{where}: expected an integer, got {value!r}")
     if not isinstance(value, kind):
         raise KdnmtError(f"{where}: expected {kind.__name__}, got {value!r}")
-    if kind is float and not math.isfinite(value):  # YAML's .inf and .nan
+    if kind is float and isinstance(value, float) and not math.isfinite(value):  # YAML's .inf, .nan
         raise KdnmtError(f"{where}: expected a finite number, got {value!r}")
     return value
 

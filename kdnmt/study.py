@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from kdnmt import __version__
-from kdnmt.errors import KdnmtError, check
+from kdnmt.errors import KdnmtError, check, fail
 from kdnmt.fileio import atomic_open, atomic_path, write_json, write_text
 from kdnmt.rundir import SPLITS, RunDir
 from kdnmt.study_grid import GridSpec, dump_yaml, stores_needed, student_overrides
@@ -168,8 +168,8 @@ def _check_settings(spec: GridSpec, root: Path) -> None:
     fingerprint = spec.fingerprint()
     old = read_json(path) if path.exists() else None
     if path.exists():
-        check(isinstance(old, dict) and "fingerprint" in old,
-              f"{path} is corrupt: delete it only if the grid did not change")
+        if not (isinstance(old, dict) and "fingerprint" in old):
+            fail(f"{path} is corrupt: delete it only if the grid did not change")
         diff = [key for key in sorted(set(fingerprint) | set(old["fingerprint"]))
                 if fingerprint.get(key) != old["fingerprint"].get(key)]
         check(not diff,
@@ -314,8 +314,9 @@ def _generate_level(spec: GridSpec, run: Path, observer: StudyObserver, level: s
 
     gen_dir = RunDir(run).generated_dir(TEACHER)
     nbest = spec.nbest()
-    base = {"run": run, "teacher": TEACHER, "beam": spec.generate.beam, "nbest": nbest,
-            "select": "closest" if nbest > 1 else None, "max_length": spec.generate.max_length}
+    base: dict[str, Any] = {"run": run, "teacher": TEACHER, "beam": spec.generate.beam,
+                            "nbest": nbest, "select": "closest" if nbest > 1 else None,
+                            "max_length": spec.generate.max_length}
     stores = stores_needed(spec.methods)
     along_refs, along_pseudo = "references" in stores, "pseudo-targets" in stores
 

@@ -37,7 +37,7 @@ METHOD_COLOUR = {"word": "cyan", "seq": "magenta", "hybrid": "yellow"}
 @error_boundary
 def advise_command(
     run: RunOption,
-    student_preset: Annotated[choices(PRESETS), typer.Option(
+    student_preset: Annotated[choices(PRESETS), typer.Option(  # type: ignore[valid-type]
         help="Preset of the student to distil (docs/train.md).")],
     teacher: Annotated[str, typer.Option(help="Teacher model name inside the run.")] = "teacher",
     test: Annotated[Path | None, typer.Option(
@@ -45,7 +45,7 @@ def advise_command(
     sample: Annotated[int, typer.Option(help="Sentence pairs to measure on.")] = 500,
     probe_steps: Annotated[int, typer.Option(
         help="Train a probe student this many steps for the decoding gap (0 = use the teacher).")] = 0,
-    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(
+    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(  # type: ignore[valid-type]
         help="CTranslate2 quantization for greedy decoding.")] = "int8",
     batch_size: Annotated[int, typer.Option(help="Batch size in tokens.")] = 2048,
 ) -> None:

@@ -7,7 +7,7 @@ import functools
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,8 +28,12 @@ def choices(names: Iterable[str]) -> Any:
     """The type of an option that takes one of ``names``, kdnmt's own list of them (methods,
     presets, quantizations...), so that the list stays the only one: ``--help`` shows the
     choices, shell completion offers them, and anything else is a usage error (one line,
-    exit code 1: see :class:`kdnmt.cli.app.KdnmtGroup`)."""
-    return Literal[tuple(names)]  # type: ignore[valid-type]
+    exit code 1: see :class:`kdnmt.cli.app.KdnmtGroup`).
+
+    A type built at run time is no type to mypy: an annotation that calls ``choices()`` carries
+    ``# type: ignore[valid-type]`` (mypy takes the parameter as ``Any``), and the shared aliases
+    below show mypy the ``str`` the choice holds."""
+    return Literal[tuple(names)]
 
 
 def renamed(old: str, new: str, old_value: T | None, new_value: T, default: T) -> T:
@@ -53,9 +57,15 @@ InitFromOption = Annotated[str | None, typer.Option(
          "architecture); optimizer and step start afresh.")]
 # Options shared by the commands that decode with CTranslate2 (generate, eval, translate);
 # the names and checks are kdnmt.devices', the same as train's and distill's --device.
-DecodeDeviceOption = Annotated[choices(DEVICES), typer.Option(
+if TYPE_CHECKING:
+    _DecodeDevice = str
+    _ComputeType = str
+else:
+    _DecodeDevice = choices(DEVICES)
+    _ComputeType = choices(COMPUTE_TYPES)
+DecodeDeviceOption = Annotated[_DecodeDevice, typer.Option(
     "--device", help="Where CTranslate2 decodes: cpu, or cuda (the GPUs CTranslate2 sees).")]
-ComputeTypeOption = Annotated[choices(COMPUTE_TYPES), typer.Option(
+ComputeTypeOption = Annotated[_ComputeType, typer.Option(
     help="CTranslate2 compute type. default: the conversion's own on cpu (int8), "
          "int8_float16 (float16 for a float conversion) on cuda; any other is checked "
          "against what CTranslate2 supports on the device.")]

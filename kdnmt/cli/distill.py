@@ -28,11 +28,11 @@ from kdnmt.distill import METHODS, TEACHER_MODES
 def distill_command(
     run: RunOption,
     name: Annotated[str, typer.Option(help="Student name inside the run.")],
-    method: Annotated[choices(METHODS), typer.Option(help="KD method (docs/distill.md).")],
-    preset: Annotated[choices(PRESETS), typer.Option(
+    method: Annotated[choices(METHODS), typer.Option(help="KD method (docs/distill.md).")],  # type: ignore[valid-type]
+    preset: Annotated[choices(PRESETS), typer.Option(  # type: ignore[valid-type]
         help="Student size (docs/train.md).")] = "tiny",
     teacher: Annotated[str, typer.Option(help="Teacher model name in the run.")] = "teacher",
-    teacher_mode: Annotated[choices(TEACHER_MODES) | None, typer.Option(
+    teacher_mode: Annotated[choices(TEACHER_MODES) | None, typer.Option(  # type: ignore[valid-type]
         help="cache (soft-target store; default when it exists) or online (teacher forward "
              "pass in this process).")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,

@@ -31,7 +31,7 @@ def eval_command(
     test: Annotated[str | None, typer.Option(
         help="Test prefix (PREFIX.SRC, PREFIX.TGT); default: the run's prepared test split.")] = None,
     beam: Annotated[str, typer.Option(help="Comma-separated beam sizes.")] = "1,5",
-    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(
+    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(  # type: ignore[valid-type]
         help="CTranslate2 quantization.")] = "int8",
     batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = 2048,
     limit: Annotated[int, typer.Option(

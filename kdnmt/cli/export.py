@@ -15,7 +15,7 @@ from kdnmt.models import QUANTIZATIONS
 def export_command(
     run: RunOption,
     model: Annotated[str, typer.Option(help="Model name inside the run.")],
-    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(
+    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(  # type: ignore[valid-type]
         help="CTranslate2 quantization of the exported model.")] = "int8",
     output: Annotated[Path | None, typer.Option(
         help="Destination directory (default RUN/export/MODEL-QUANT).")] = None,

@@ -27,12 +27,12 @@ def generate_command(
     teacher: Annotated[str, typer.Option(help="Teacher model name in the run.")] = "teacher",
     beam: Annotated[int, typer.Option(help="Beam size of the teacher's search.")] = 5,
     nbest: Annotated[int, typer.Option(help="Hypotheses kept per sentence (<= beam).")] = 1,
-    select: Annotated[choices(SELECT_CHOICES) | None, typer.Option(
+    select: Annotated[choices(SELECT_CHOICES) | None, typer.Option(  # type: ignore[valid-type]
         help="'closest': per sentence, the n-best hypothesis closest to the reference "
              "(sentence BLEU), for seq-inter.")] = None,
     soft_targets: Annotated[int, typer.Option(
         help="Store the teacher's top-K token distributions (0 = none).")] = 0,
-    soft_along: Annotated[choices(ALONG_CHOICES), typer.Option(
+    soft_along: Annotated[choices(ALONG_CHOICES), typer.Option(  # type: ignore[valid-type]
         help="Soft targets along 'references' (word-KD) or 'pseudo-targets' (seq+word).")]
         = "references",
     filter_ce: Annotated[float, typer.Option(
@@ -40,7 +40,7 @@ def generate_command(
     shard: Annotated[str | None, typer.Option(
         help="I/N: decode only every N-th chunk starting at I (one of N machines).")] = None,
     merge: Annotated[bool, typer.Option(help="Assemble chunks decoded by --shard runs.")] = False,
-    engine: Annotated[choices(ENGINE_CHOICES), typer.Option(
+    engine: Annotated[choices(ENGINE_CHOICES), typer.Option(  # type: ignore[valid-type]
         help="Decoding engine: 'local' (this machine) or 'ray' (a Ray cluster; needs "
              "pip install 'kdnmt\\[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(
@@ -49,7 +49,7 @@ def generate_command(
     ray_actors: Annotated[int, typer.Option(
         help="--engine ray: number of decoding actors, one CPU each, or with --device cuda "
              "one GPU each (0 = every CPU, or GPU, Ray reports).")] = 0,
-    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(
+    quantization: Annotated[choices(QUANTIZATIONS), typer.Option(  # type: ignore[valid-type]
         help="CTranslate2 quantization of the teacher.")] = "int8",
     batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = 2048,
     lines_per_chunk: Annotated[int, typer.Option(
@@ -81,7 +81,7 @@ def generate_command(
         stage_start: dict[str, float] = {}
         etas: dict[str, Eta] = {}
 
-        def on_progress(p) -> None:  # type: ignore[no-untyped-def]
+        def on_progress(p) -> None:
             if p.stage not in tasks:
                 tasks[p.stage] = bar.add(p.stage, total=p.total, completed=p.done)
                 stage_start[p.stage] = time.perf_counter()

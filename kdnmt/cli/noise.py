@@ -15,7 +15,7 @@ from kdnmt.noise import NOISE_LEVELS, OPERATIONS
 def noise_command(
     in_: Annotated[Path, typer.Option("--in", help="Input text, one sentence a line (.xz ok).")],
     out: Annotated[Path, typer.Option("--out", help="Output file (.xz: compressed); never the input.")],
-    level: Annotated[choices(NOISE_LEVELS), typer.Option(
+    level: Annotated[choices(NOISE_LEVELS), typer.Option(  # type: ignore[valid-type]
         help="Noise level (see docs/noise.md).")],
     seed: Annotated[int, typer.Option(help="Seed: same input, level and seed, same bytes.")] = 1,
     vocab: Annotated[Path | None, typer.Option(

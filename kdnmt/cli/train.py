@@ -23,7 +23,7 @@ from kdnmt.config import PRESETS
 def train_command(
     run: RunOption,
     name: Annotated[str, typer.Option(help="Model name inside the run (e.g. teacher, ce).")] = "teacher",
-    preset: Annotated[choices(PRESETS), typer.Option(
+    preset: Annotated[choices(PRESETS), typer.Option(  # type: ignore[valid-type]
         help="Model size (see docs/train.md).")] = "small",
     steps: Annotated[int | None, typer.Option(help="Training steps (overrides the preset).")] = None,
     max_minutes: Annotated[float | None, typer.Option(

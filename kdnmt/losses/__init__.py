@@ -14,7 +14,31 @@ at start-up, does not import torch.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what a type checker sees (`X as X`: re-exported); at run time __getattr__
+    # below imports each name on first use
+    from kdnmt.losses.atkd import atkd as atkd
+    from kdnmt.losses.atkd import atkd_with_stats as atkd_with_stats
+    from kdnmt.losses.atkd import dkd_terms as dkd_terms
+    from kdnmt.losses.hybrid import gate_objective as gate_objective
+    from kdnmt.losses.hybrid import gate_target as gate_target
+    from kdnmt.losses.hybrid import hybrid as hybrid
+    from kdnmt.losses.registry import LOSSES as LOSSES
+    from kdnmt.losses.registry import METHODS as METHODS
+    from kdnmt.losses.registry import HParam as HParam
+    from kdnmt.losses.registry import LossSpec as LossSpec
+    from kdnmt.losses.registry import get_spec as get_spec
+    from kdnmt.losses.registry import validate_hparams as validate_hparams
+    from kdnmt.losses.self_evolution import self_evolution_kd as self_evolution_kd
+    from kdnmt.losses.self_evolution import self_evolution_kd_stats as self_evolution_kd_stats
+    from kdnmt.losses.self_evolution import self_evolution_kd_with_stats as self_evolution_kd_with_stats
+    from kdnmt.losses.thresholds import DEFAULT_THRESHOLD as DEFAULT_THRESHOLD
+    from kdnmt.losses.thresholds import parse_threshold as parse_threshold
+    from kdnmt.losses.topk import topk_to_logprobs as topk_to_logprobs
+    from kdnmt.losses.word_kd import word_kd as word_kd
+    from kdnmt.losses.word_kd import word_kd_topk as word_kd_topk
+    from kdnmt.losses.word_kd import word_kd_topk_rows as word_kd_topk_rows
 
 #: public name -> the submodule that defines it
 _HOMES = {

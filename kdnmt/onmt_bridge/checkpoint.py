@@ -238,9 +238,9 @@ def load_initial_weights(model: torch.nn.Module, checkpoint: dict[str, Any],
     target.update({f"generator:{k[len('generator.'):]}": v
                    for k, v in state.items() if k.startswith("generator.")})
     for side, keys in (("lacks", set(target) - set(source)), ("has extra", set(source) - set(target))):
-        keys = sorted(k for k in keys if not is_table(k))
-        check(not keys, f"--init-from: the checkpoint {side} {len(keys)} tensor(s) of this model, "
-                        f"e.g. {keys[0].split(':', 1)[1] if keys else ''}: another architecture")
+        differ = sorted(k for k in keys if not is_table(k))
+        check(not differ, f"--init-from: the checkpoint {side} {len(differ)} tensor(s) of this model, "
+                          f"e.g. {differ[0].split(':', 1)[1] if differ else ''}: another architecture")
     for key, tensor in target.items():
         if key in source and tuple(source[key].shape) != tuple(tensor.shape):
             raise KdnmtError(

@@ -80,8 +80,8 @@ def method_loss(method: str, hparams: dict[str, Any]) -> LossFn:
         return lambda s, t, y: (function(s, t, y, **hparams), {})  # type: ignore[misc]
     with_stats = spec.stats_function
 
-    def loss_with_stats(s, t, y):  # type: ignore[no-untyped-def]
-        loss, figures = with_stats(s, t, y, **hparams)  # type: ignore[misc]
+    def loss_with_stats(s, t, y):
+        loss, figures = with_stats(s, t, y, **hparams)
         return loss, {name: figures[name] for name in spec.stats}
     return loss_with_stats
 
@@ -159,7 +159,7 @@ def kd_loss_factory(method: str, hparams: dict[str, float], teacher: TeacherSour
     class KDLossCompute(LossCompute):
         """OpenNMT-py's LossCompute with a KD term in place of the label-smoothed CE."""
 
-        def forward(self, batch, output, attns, trunc_start=0, trunc_size=None):  # type: ignore[override]
+        def forward(self, batch, output, attns, trunc_start=0, trunc_size=None):
             check(trunc_start == 0 and (trunc_size is None or
                                         trunc_size >= batch["tgt"].size(1)),
                   "KD losses do not support truncated BPTT")
@@ -258,7 +258,7 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
     objective = objective or GateObjective()
 
     class HybridLossCompute(LossCompute):
-        def forward(self, batch, output, attns, trunc_start=0, trunc_size=None):  # type: ignore[override]
+        def forward(self, batch, output, attns, trunc_start=0, trunc_size=None):
             model = self.student
             target = batch["tgt"][:, 1:, 0]
             scores = self.generator(output)
@@ -272,14 +272,14 @@ def hybrid_loss_factory(hparams: dict[str, float], teacher: TeacherSource, gate_
                 sentence_of = torch.arange(batch_size, device=mask.device)[:, None]
                 sentence_of = sentence_of.expand_as(mask)[mask]
 
-                def token_losses(options: dict[str, float]) -> torch.Tensor:
+                def token_losses(options: dict[str, Any]) -> torch.Tensor:
                     rows = word_kd_topk_rows(real_scores, ids, lp, real_target, **options)
                     return rows.new_zeros(batch_size).index_add(0, sentence_of, rows)
             else:
                 counts = mask.sum(dim=1).tolist()
                 teacher_logits = _online_logits(teacher.frozen, batch, mask)
 
-                def token_losses(options: dict[str, float]) -> torch.Tensor:
+                def token_losses(options: dict[str, Any]) -> torch.Tensor:
                     return torch.stack([
                         word_kd(s_b, t_b, y_b, **options) for s_b, t_b, y_b in zip(
                             real_scores.split(counts), teacher_logits.split(counts),

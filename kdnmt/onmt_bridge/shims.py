@@ -131,7 +131,7 @@ def patch_model_saver() -> None:
     import onmt.models.model_saver as model_saver
 
     if not isinstance(model_saver.torch, _AtomicTorch):
-        model_saver.torch = _AtomicTorch()  # type: ignore[assignment]
+        model_saver.torch = _AtomicTorch()
 
 
 def log_to_file_only(log_file: str) -> None:
@@ -186,4 +186,4 @@ def patch_corpus_striding() -> None:
                 yield example
 
     load._kdnmt_patched = True  # type: ignore[attr-defined]
-    ParallelCorpus.load = load  # type: ignore[method-assign]
+    ParallelCorpus.load = load

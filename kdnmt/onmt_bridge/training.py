@@ -58,7 +58,8 @@ class ValidReport:
 
 #: ``on_checkpoint(step, path, final)``: called after each checkpoint save of rank 0, and once
 #: more with ``final=True`` for the last checkpoint when training ends (same step possible).
-CheckpointHook = Callable[[int, Path, bool], None]
+#: What it returns is ignored (``CurveRecorder`` returns the point it scored).
+CheckpointHook = Callable[[int, Path, bool], object]
 
 
 def require_tensorboard() -> None:

@@ -704,6 +704,21 @@ def test_reading_the_registry_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_type_checkers_see_every_lazy_name_from_its_home():
+    """kdnmt.losses binds its names on first use (__getattr__); its TYPE_CHECKING imports are
+    what mypy sees instead, and must name the same names from the same submodules."""
+    import ast
+
+    import kdnmt.losses as package
+
+    tree = ast.parse(inspect.getsource(package))
+    block = next(node for node in tree.body if isinstance(node, ast.If)
+                 and ast.unparse(node.test) == "TYPE_CHECKING")
+    seen = {alias.name: node.module.removeprefix("kdnmt.losses.") for node in block.body
+            if isinstance(node, ast.ImportFrom) and node.module for alias in node.names}
+    assert seen == package._HOMES
+
+
 def test_validate_hparams_completes_and_converts():
     assert validate_hparams("word", {"alpha": 1, "temperature": "2.5"}) == {
         "alpha": 1.0,
