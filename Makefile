@@ -56,7 +56,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # The tests not marked slow (pyproject.toml: no model training, no Python processes, none over
-# about a second): about 30 s measured on one core shared with other work (KDNMT_THREADS=1 taskset -c 1).
+# about a second): 11 s on one core (KDNMT_THREADS=1 taskset -c 1), 31 s with that core shared.
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
