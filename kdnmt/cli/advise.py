@@ -50,7 +50,7 @@ def advise_command(
     batch_size: Annotated[int, typer.Option(help="Batch size in tokens.")] = 2048,
 ) -> None:
     """Measure scenario complexity before training a student; recommend word, seq or hybrid KD."""
-    from kdnmt.advise import advise, write_advice
+    from kdnmt.study.advise import advise, write_advice
 
     limit_torch_threads()
     with console.status("measuring") as status:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kdnmt.cli.common import choices, console, error_boundary
-from kdnmt.noise import NOISE_LEVELS, OPERATIONS
+from kdnmt.corpus.noise import NOISE_LEVELS, OPERATIONS
 
 
 @error_boundary
@@ -22,7 +22,7 @@ def noise_command(
         help="Replacement words, one a line (default: the input's own words).")] = None,
 ) -> None:
     """Inject deterministic noise into source text; line count always preserved."""
-    from kdnmt.noise import level_spec, noise_file, read_vocabulary
+    from kdnmt.corpus.noise import level_spec, noise_file, read_vocabulary
 
     level_spec(level)  # an unknown level fails before reading anything
     vocabulary = read_vocabulary(vocab) if vocab is not None else None

@@ -10,7 +10,7 @@ import typer
 
 from kdnmt.cli.common import console, error_boundary, limit_torch_threads
 from kdnmt.cli.progress import Display, Eta
-from kdnmt.study import StudyObserver
+from kdnmt.study.run import StudyObserver
 
 
 def _minutes(seconds: float) -> str:
@@ -99,9 +99,9 @@ def study_command(
         help="Only rewrite study.csv, study.md and the plots from what is finished.")] = False,
 ) -> None:
     """Token- vs sentence-level KD over a grid: size × noise × method × decoding."""
-    from kdnmt.study import run_study
-    from kdnmt.study_grid import load_grid
-    from kdnmt.study_report import write_reports
+    from kdnmt.study.grid import load_grid
+    from kdnmt.study.report import write_reports
+    from kdnmt.study.run import run_study
 
     spec = load_grid(grid)  # a bad grid fails before anything is written
     if report_only:

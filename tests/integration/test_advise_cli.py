@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kdnmt.advise import PROBE_NAME, advise, recommend
-from kdnmt.noise import noise_file
+from kdnmt.corpus.noise import noise_file
+from kdnmt.study.advise import PROBE_NAME, advise
+from kdnmt.study.rule import recommend
 from tests.helpers import no_temp_files, run_cli
 
 pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model

@@ -254,7 +254,7 @@ def test_study_tables_read_only_rows_of_the_whole_prepared_test(prepared_run: Pa
 
     from kdnmt.evaluate import prepared_test_identity
     from kdnmt.rundir import RunDir
-    from kdnmt.study import eval_rows
+    from kdnmt.study.layout import eval_rows
 
     run = tmp_path / "run"
     shutil.copytree(prepared_run, run)

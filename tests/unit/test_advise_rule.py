@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kdnmt.advise import (
+from kdnmt.study.advise import free_running_accuracy
+from kdnmt.study.rule import (
     CAPACITY_LARGE,
     CAPACITY_SMALL,
     GAP_LARGE,
@@ -13,7 +14,6 @@ from kdnmt.advise import (
     NOISE_LOW,
     UNC_HIGH,
     UNC_LOW,
-    free_running_accuracy,
     recommend,
     vote,
 )

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kdnmt.errors import KdnmtError
-from kdnmt.noise import (
+from kdnmt.corpus.noise import (
     NOISE_LEVELS,
     OPERATIONS,
     NoiseSpec,
@@ -19,6 +18,7 @@ from kdnmt.noise import (
     split_units,
     words_of,
 )
+from kdnmt.errors import KdnmtError
 
 LINES = [
     "Die Datei konnte nicht geöffnet werden , weil sie fehlt .",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdnmt.study_report import read_gate
+from kdnmt.study.plots import read_gate
 
 
 def test_read_gate_keeps_the_band_and_the_later_value_of_a_step(tmp_path: Path) -> None:

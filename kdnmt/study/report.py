@@ -19,19 +19,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from kdnmt.fileio import atomic_open, atomic_path, write_text
+from kdnmt.fileio import atomic_open, write_text
 from kdnmt.rundir import RunDir
-from kdnmt.study import (
+from kdnmt.study.grid import GridSpec, decoding_name
+from kdnmt.study.layout import (
     TEACHER,
     Cell,
-    advice_cache_path,
-    cell_state_path,
+    StudyDir,
     cells_of,
     eval_rows,
-    noise_run,
+    index_rows,
+    params_text,
     read_json,
+    size_order,
 )
-from kdnmt.study_grid import GridSpec, decoding_name
+from kdnmt.study.plots import plot_bleu_vs_noise, plot_bleu_vs_size, plot_hybrid_gate
 
 CSV_COLUMNS = ("noise", "size", "method", "decoding", "beam", "bleu", "chrf", "ter",
                "tf_accuracy", "tf_perplexity", "steps", "minutes", "params", "time_budget_hit",
@@ -51,7 +53,7 @@ def collect(spec: GridSpec, root: Path) -> list[dict[str, Any]]:
     teacher's rows per noise level (size and method 'teacher')."""
     out: list[dict[str, Any]] = []
     for level in spec.noise:
-        run = RunDir(noise_run(root, level))
+        run = RunDir(StudyDir(root).noise_run(level))
         rows = eval_rows(run.root)
         if not rows:
             continue
@@ -61,7 +63,7 @@ def collect(spec: GridSpec, root: Path) -> list[dict[str, Any]]:
             info = read_json(run.model_info_path(name))
             if not isinstance(info, dict):
                 continue
-            state = read_json(cell_state_path(root, cell)) if cell else None
+            state = read_json(StudyDir(root).cell_state(cell)) if cell else None
             seconds = state.get("seconds") if isinstance(state, dict) else None
             for beam in spec.beams:
                 row = _row_for(rows, name, beam, info.get("step"))
@@ -92,28 +94,10 @@ def write_csv(rows: list[dict[str, Any]], dest: Path) -> None:
 
 # -- markdown -------------------------------------------------------------------------------
 
-def _index(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    return {(r["noise"], r["size"], r["method"], r["decoding"]): r for r in rows}
-
-
 def _num(value: Any, digits: int = 2, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-def _params(value: Any) -> str:
-    return "—" if value is None else f"{value / 1e6:.2f}M"
-
-
-def size_order(spec: GridSpec, rows: list[dict[str, Any]]) -> list[str]:
-    """Sizes smallest first (by the parameters of their trained students), grid order for ties
-    and for sizes without a finished cell."""
-    params: dict[str, int] = {}
-    for r in rows:
-        if r["size"] in spec.sizes and r.get("params"):
-            params.setdefault(r["size"], r["params"])
-    return sorted(spec.sizes, key=lambda s: (params.get(s, math.inf), spec.sizes.index(s)))
 
 
 def _table(header: list[str], body: Iterable[list[str]]) -> list[str]:
@@ -136,7 +120,7 @@ def _best(index: dict[tuple[str, str, str, str], dict[str, Any]], level: str, si
 
 def markdown(spec: GridSpec, root: Path, rows: list[dict[str, Any]],
              plots: dict[str, Path]) -> str:
-    index = _index(rows)
+    index = index_rows(rows)
     sizes = size_order(spec, rows)
     decodings = list(spec.decoding)
     total = len(cells_of(spec))
@@ -179,7 +163,7 @@ def markdown(spec: GridSpec, root: Path, rows: list[dict[str, Any]],
                 continue
             params = next((index[(level, size, m, d)]["params"] for m in present
                            for d in decodings if (level, size, m, d) in index), None)
-            lines += [f"### noise {level}, size {size} ({_params(params)} parameters)", ""]
+            lines += [f"### noise {level}, size {size} ({params_text(params)} parameters)", ""]
             header = ["method", *(f"BLEU {d}" for d in decodings),
                       *(f"chrF {d}" for d in decodings), "tf acc", "tf ppl", "steps", "minutes"]
             body = []
@@ -268,7 +252,7 @@ def _advice_section(spec: GridSpec, root: Path, index: dict[tuple[str, str, str,
     advised: dict[tuple[str, str], dict[str, Any]] = {}
     for level in spec.noise:
         for size in sizes:
-            data = read_json(advice_cache_path(root, level, spec.preset_of(size)))
+            data = read_json(StudyDir(root).advice_cache(level, spec.preset_of(size)))
             if isinstance(data, dict):
                 advised[(level, size)] = data
     if not advised:
@@ -307,147 +291,6 @@ def _advice_section(spec: GridSpec, root: Path, index: dict[tuple[str, str, str,
     if not any(counted.values()):
         lines.append("- No scenario has finished cells of the advised method yet.")
     return lines + [""]
-
-
-# -- plots ----------------------------------------------------------------------------------
-
-def _figure(rows: int, cols: int) -> Any:
-    """A Figure on the Agg canvas, without pyplot: no display, no global backend change."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2 * cols + 0.6, 3.2 * rows + 0.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    return fig, axes
-
-
-def _save(fig: Any, dest: Path) -> Path:
-    with atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    return dest
-
-
-def _plot_lines(ax: Any, xs: list[int], series: dict[str, list[float | None]]) -> None:
-    for method, ys in series.items():
-        points = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
-
-
-def plot_bleu_vs_size(spec: GridSpec, rows: list[dict[str, Any]], dest: Path) -> Path | None:
-    index = _index(rows)
-    sizes = size_order(spec, rows)
-    methods = [m for m in spec.methods if any(r["method"] == m for r in rows)]
-    if not methods:
-        return None
-    fig, axes = _figure(len(spec.decoding), len(spec.noise))
-    for i, d in enumerate(spec.decoding):
-        for j, level in enumerate(spec.noise):
-            ax = axes[i][j]
-            _plot_lines(ax, list(range(len(sizes))), {
-                m: [index[(level, s, m, d)]["bleu"] if (level, s, m, d) in index else None
-                    for s in sizes] for m in methods})
-            labels = []
-            for s in sizes:
-                params = next((r["params"] for r in rows if r["size"] == s and r.get("params")),
-                              None)
-                labels.append(f"{s}\n{_params(params)}")
-            ax.set_xticks(range(len(sizes)), labels)
-            ax.set_xlim(-0.5, len(sizes) - 0.5)
-            ax.set_title(f"noise {level} · {d}")
-            ax.set_ylabel("BLEU")
-            ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    fig.suptitle("BLEU vs student size")
-    return _save(fig, dest)
-
-
-def plot_bleu_vs_noise(spec: GridSpec, rows: list[dict[str, Any]], dest: Path) -> Path | None:
-    index = _index(rows)
-    sizes = size_order(spec, rows)
-    methods = [m for m in spec.methods if any(r["method"] == m for r in rows)]
-    if not methods:
-        return None
-    fig, axes = _figure(len(spec.decoding), len(sizes))
-    xs = list(range(len(spec.noise)))
-    for i, d in enumerate(spec.decoding):
-        for j, size in enumerate(sizes):
-            ax = axes[i][j]
-            _plot_lines(ax, xs, {m: [index[(lvl, size, m, d)]["bleu"]
-                                     if (lvl, size, m, d) in index else None
-                                     for lvl in spec.noise] for m in methods})
-            teacher = [index[(lvl, TEACHER, TEACHER, d)]["bleu"]
-                       if (lvl, TEACHER, TEACHER, d) in index else None for lvl in spec.noise]
-            points = [(x, y) for x, y in zip(xs, teacher, strict=True) if y is not None]
-            if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], linestyle="--",
-                        color="grey", label="teacher")
-            ax.set_xticks(xs, spec.noise)
-            ax.set_xlim(-0.5, len(xs) - 0.5)
-            ax.set_xlabel("noise level")
-            ax.set_title(f"size {size} · {d}")
-            ax.set_ylabel("BLEU")
-            ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    fig.suptitle("BLEU vs source noise")
-    return _save(fig, dest)
-
-
-def read_gate(path: Path) -> list[tuple[int, float, float | None, float | None]]:
-    """(step, gate mean, 10% quantile, 90% quantile) from a hybrid student's kd_stats.csv; the
-    quantiles are None in files written before they were logged. A resumed run appends the
-    steps after its last checkpoint again: the later value of a step wins."""
-    if not path.is_file():
-        return []
-    by_step: dict[int, tuple[float, float | None, float | None]] = {}
-
-    def number(record: dict[str, str], key: str) -> float | None:
-        try:
-            return float(record[key])
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    with open(path, encoding="utf-8") as handle:
-        for record in csv.DictReader(handle):
-            try:
-                step = int(record["step"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            mean = number(record, "gate_mean")
-            if mean is not None:
-                by_step[step] = (mean, number(record, "gate_p10"), number(record, "gate_p90"))
-    return [(step, *values) for step, values in sorted(by_step.items())]
-
-
-def plot_hybrid_gate(spec: GridSpec, root: Path, dest: Path) -> Path | None:
-    """The gate's mean over training per hybrid cell, with the band between its 10% and 90%
-    quantiles (the spread across sentences: a saturated gate has none)."""
-    curves = []
-    for cell in cells_of(spec):
-        if cell.method != "hybrid":
-            continue
-        points = read_gate(RunDir(noise_run(root, cell.noise)).model_dir(cell.name)
-                           / "kd_stats.csv")
-        if points:
-            curves.append((f"{cell.size} · noise {cell.noise}", points))
-    if not curves:
-        return None
-    fig, axes = _figure(1, 1)
-    ax = axes[0][0]
-    for label, points in curves:
-        (line,) = ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
-        band = [p for p in points if p[2] is not None and p[3] is not None]
-        if band:
-            ax.fill_between([p[0] for p in band], [p[2] for p in band], [p[3] for p in band],
-                            color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("gate g (share of token-level loss)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    ax.set_title("hybrid: the gate's mean, and its 10-90% quantile band, over training")
-    return _save(fig, dest)
 
 
 def write_reports(spec: GridSpec, root: Path) -> dict[str, Path]:

@@ -16,7 +16,7 @@ Schema (``docs/study.md`` has the reference)::
     teacher: {train: {preset: small, steps: 2000, max_minutes: 0, config: FILE, vocab_size: 8000}}
     sizes: [tiny, small]         # presets, or names of `students:` entries
     students: {NAME: {preset: tiny, model: {...}, training: {...}}}
-    noise: ["0", moderate]       # kdnmt.noise levels, on the source side of train and test
+    noise: ["0", moderate]       # kdnmt.corpus.noise levels, on the source side of train and test
     methods: [word, seq, hybrid] # any of kdnmt.distill.METHODS
     decoding: [greedy, beam5]    # greedy = beam 1; beamN
     budget: {steps: 300, max_minutes: 10}
@@ -393,8 +393,8 @@ TOP_KEYS = ("src", "tgt", "data", "teacher", "sizes", "students", "noise", "meth
 def grid_from_dict(raw: Any, source: str, base: Path) -> GridSpec:
     """Check a parsed grid file; ``base`` is the directory relative paths resolve against."""
     from kdnmt.config import PRESETS, load_yaml, resolve_config
+    from kdnmt.corpus.noise import NOISE_LEVELS
     from kdnmt.distill import METHODS
-    from kdnmt.noise import NOISE_LEVELS
     from kdnmt.prepare import check_lang
 
     top = _Reader(source, base, "", raw, TOP_KEYS,

@@ -4,7 +4,7 @@ Wei et al. (2024, "Sentence-level or token-level? A comprehensive study on knowl
 distillation", arXiv 2404.14827) find token-level KD better in *simple* scenarios (large
 student, clean text, teacher-forced decoding) and sentence-level KD better in *complex* ones
 (small student, noisy text, beam search). A study runs that comparison as a grid, student size
-× source noise × method × decoding (:mod:`kdnmt.study_grid`), through the same Python APIs the
+× source noise × method × decoding (:mod:`kdnmt.study.grid`), through the same Python APIs the
 commands use, so every cell is an ordinary model in an ordinary run directory::
 
     RUN/study.json                 the grid's fingerprint (a rerun with other settings is refused)
@@ -18,7 +18,7 @@ commands use, so every cell is an ordinary model in an ordinary run directory::
         models/SIZE-METHOD/        `generate` as the methods need, one student per cell,
         reports/eval.json          `eval` of the teacher and of every cell
         study/                     per-cell wall-clock, cached advice, noise counts
-    RUN/study.csv, study.md, plots/    the outputs (kdnmt.study_report)
+    RUN/study.csv, study.md, plots/    the outputs (kdnmt.study.report)
 
 Reruns are cheap: a cell whose ``model.json`` exists and whose eval rows match its step is
 skipped; an interrupted cell resumes from its last checkpoint with what is left of its time
@@ -28,7 +28,6 @@ when its output exists.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -40,90 +39,22 @@ from kdnmt import __version__
 from kdnmt.errors import KdnmtError, check, fail
 from kdnmt.fileio import atomic_open, atomic_path, write_json, write_text
 from kdnmt.rundir import SPLITS, RunDir
-from kdnmt.study_grid import GridSpec, dump_yaml, stores_needed, student_overrides
+from kdnmt.study.grid import GridSpec, dump_yaml, stores_needed, student_overrides
+from kdnmt.study.layout import (
+    TEACHER,
+    Cell,
+    StudyDir,
+    cells_of,
+    eval_rows,
+    has_eval,
+    read_json,
+)
 
-#: Name of the teacher inside every run of a study.
-TEACHER = "teacher"
 #: A resumed cell whose time budget is (nearly) spent still gets this long, so that it can
 #: save a final checkpoint and write its model.json instead of failing to finish.
 MIN_RESUME_MINUTES = 0.1
 #: How often (seconds) a training cell records its wall-clock, so a kill loses little of it.
 STATE_EVERY = 15.0
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One student of the grid."""
-
-    noise: str
-    size: str
-    method: str
-
-    @property
-    def name(self) -> str:
-        """The model name inside its noise run ('+' is not allowed in model names)."""
-        return f"{self.size}-{self.method.replace('+', '_')}"
-
-    @property
-    def label(self) -> str:
-        return f"noise {self.noise} · {self.size} · {self.method}"
-
-
-def cells_of(spec: GridSpec) -> list[Cell]:
-    """Every cell, noise outermost, so each noise level is prepared only when reached."""
-    return [Cell(n, s, m) for n in spec.noise for s in spec.sizes for m in spec.methods]
-
-
-def noise_run(root: Path, level: str) -> Path:
-    return Path(root) / f"noise-{level}"
-
-
-def cell_state_path(root: Path, cell: Cell) -> Path:
-    return noise_run(root, cell.noise) / "study" / f"{cell.name}.json"
-
-
-def advice_cache_path(root: Path, level: str, preset: str) -> Path:
-    return noise_run(root, level) / "study" / f"advice-{preset}.json"
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file the study wrote, or None if it is missing or unreadable (then redone)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def eval_rows(run: Path) -> list[dict[str, Any]]:
-    """The eval rows of ``run`` that score the whole prepared test split: the study's tables
-    compare cells on those only, never on a `--limit` subset or another `--test` set that the
-    same report may also hold (rows of reports written before rows carried their test set and
-    sentence count are taken as they are)."""
-    run_dir = RunDir(Path(run))
-    data = read_json(run_dir.reports_dir / "eval.json")
-    rows = data.get("results") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        return []
-    identity = _prepared_test(run_dir)
-    return [r for r in rows if isinstance(r, dict) and (
-        "test_id" not in r or identity is None
-        or (r.get("test_id"), r.get("sentences")) == identity)]
-
-
-def _prepared_test(run: RunDir) -> tuple[str, int] | None:
-    """(test id, sentences) of eval on the whole prepared test split, or None if unknown."""
-    from kdnmt.evaluate import prepared_test_identity
-
-    try:
-        return prepared_test_identity(run)
-    except (KdnmtError, OSError):
-        return None
-
-
-def has_eval(rows: list[dict[str, Any]], name: str, beams: list[int], step: Any) -> bool:
-    """Every beam of the grid is scored for model ``name`` at its current step."""
-    return all(any(r.get("model") == name and r.get("beam") == b and r.get("step") == step
-                   for r in rows) for b in beams)
 
 
 class StudyObserver:
@@ -222,8 +153,8 @@ class _Vocabulary:
 
     def get(self) -> list[str]:
         if self.words is None:
+            from kdnmt.corpus.noise import words_of
             from kdnmt.corpus.text import iter_lines
-            from kdnmt.noise import words_of
 
             self.words = words_of(iter_lines(self.path))
         return self.words
@@ -234,10 +165,10 @@ def _noisy_inputs(spec: GridSpec, root: Path, level: str, clean: Path,
     """The splits of one noise level: noise on the source side of train and test (the same
     seed and replacement vocabulary for both, so `kdnmt noise --seed SEED` reproduces them);
     valid and every target side are copies of the clean ones."""
-    from kdnmt.noise import NOISE_LEVELS, NoiseSpec, noise_file
+    from kdnmt.corpus.noise import NOISE_LEVELS, NoiseSpec, noise_file
 
-    out = noise_run(root, level) / "input"
-    report_path = noise_run(root, level) / "study" / "noise.json"
+    out = StudyDir(root).noise_run(level) / "input"
+    report_path = StudyDir(root).noise_run(level) / "study" / "noise.json"
     report = read_json(report_path) or {}
     identity = NOISE_LEVELS[level] == NoiseSpec()
     for split in SPLITS:
@@ -349,16 +280,16 @@ def _advise_level(spec: GridSpec, root: Path, level: str, observer: StudyObserve
     if not spec.advise.enabled:
         return
     try:
-        from kdnmt.advise import advise
+        from kdnmt.study.advise import advise
     except ImportError:  # an installation without the advise command
         return
     for preset in dict.fromkeys(spec.preset_of(s) for s in spec.sizes):
-        path = advice_cache_path(root, level, preset)
+        path = StudyDir(root).advice_cache(level, preset)
         if path.is_file():
             continue
         observer.stage(f"noise {level}: advice for a {preset} student")
         try:
-            advice = advise(noise_run(root, level), preset, teacher=TEACHER,
+            advice = advise(StudyDir(root).noise_run(level), preset, teacher=TEACHER,
                             sample=spec.advise.sample, probe_steps=spec.advise.probe_steps,
                             on_progress=observer.stage)
             data: dict[str, Any] = advice.to_dict()
@@ -372,7 +303,7 @@ def _advise_level(spec: GridSpec, root: Path, level: str, observer: StudyObserve
 def cell_status(spec: GridSpec, root: Path, cell: Cell,
                 rows: dict[str, list[dict[str, Any]]] | None = None) -> str:
     """'done' (trained and evaluated at its step), 'eval' (trained) or 'train'."""
-    run = noise_run(root, cell.noise)
+    run = StudyDir(root).noise_run(cell.noise)
     info = read_json(RunDir(run).model_info_path(cell.name))
     if not isinstance(info, dict):
         return "train"
@@ -396,10 +327,10 @@ def _train_cell(spec: GridSpec, root: Path, cell: Cell, observer: StudyObserver)
     """Distil one cell, resuming it if it was interrupted, within its time budget."""
     from kdnmt.distill import DistillOptions, distill
 
-    run = RunDir(noise_run(root, cell.noise))
+    run = RunDir(StudyDir(root).noise_run(cell.noise))
     model_dir = run.model_dir(cell.name)
     resume = (model_dir / "config.yaml").is_file()
-    state_path = cell_state_path(root, cell)
+    state_path = StudyDir(root).cell_state(cell)
     state = read_json(state_path) or {}
     spent = float(state.get("seconds", 0.0))
     sessions = int(state.get("sessions", 0))
@@ -446,7 +377,7 @@ def run_study(spec: GridSpec, root: Path, observer: StudyObserver | None = None,
 
     ``max_cells``: train at most this many cells in this invocation (then stop cleanly, with
     the reports of what is finished): a study can be spread over several sessions."""
-    from kdnmt.study_report import write_reports
+    from kdnmt.study.report import write_reports
 
     check(max_cells is None or max_cells >= 0, f"--max-cells must be >= 0, got {max_cells}")
     observer = observer or StudyObserver()
@@ -468,7 +399,7 @@ def run_study(spec: GridSpec, root: Path, observer: StudyObserver | None = None,
                 status[c] == "train" for c in cells):
             stopped = True
             break
-        run = noise_run(root, level)
+        run = StudyDir(root).noise_run(level)
         if clean is None:
             observer.stage("cutting the clean splits")
             clean = _clean_inputs(spec, root)
