@@ -23,11 +23,13 @@ Layout, in ``RUN/generated/TEACHER/``::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import itertools
 import json
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -180,9 +182,6 @@ class Generation:
         self.chunks_dir = self.dir / "chunks"
         self.source_path = self.run.pieces("train", self.src)
         self.reference_path = self.run.pieces("train", self.tgt)
-        # What this process decoded, kept so that assembling does not parse and detokenize
-        # it again after decoding (chunks of an earlier process are read from disk).
-        self.decoded: dict[int, tuple[list[dict[str, Any]], list[str]]] = {}
 
     # -- settings -------------------------------------------------------------------------
 
@@ -220,23 +219,42 @@ class Generation:
 
     # -- decoding ------------------------------------------------------------------------
 
-    def read_source(self) -> list[str]:
+    def count_source_lines(self) -> int:
         with open(self.source_path, encoding="utf-8") as handle:
-            return [line.rstrip("\n") for line in handle]
+            return sum(1 for _ in handle)
+
+    def chunk_lines(self, n_lines: int, chunk: int) -> int:
+        """How many source lines chunk ``chunk`` holds."""
+        size = self.opts.lines_per_chunk
+        return max(0, min(size, n_lines - chunk * size))
+
+    def source_chunks(self, wanted: set[int]) -> Iterator[tuple[int, list[str]]]:
+        """``(chunk, its source lines)`` for the chunks in ``wanted``, in order, read as they
+        are needed: memory holds a few chunks, not the corpus."""
+        size = self.opts.lines_per_chunk
+        with open(self.source_path, encoding="utf-8") as handle:
+            chunk = 0
+            while True:
+                lines = [line.rstrip("\n") for line in itertools.islice(handle, size)]
+                if not lines:
+                    return
+                if chunk in wanted:
+                    yield chunk, lines
+                chunk += 1
 
     def chunk_path(self, index: int) -> Path:
         return self.chunks_dir / f"{index:06d}.jsonl"
 
-    def decode_chunks(self, lines: list[str], chunk_ids: list[int], progress: ProgressFn) -> int:
-        """Decode the missing chunks among ``chunk_ids``; returns how many were decoded.
+    def decode_chunks(self, n_lines: int, chunk_ids: list[int], progress: ProgressFn) -> int:
+        """Decode the missing chunks among ``chunk_ids`` of a source of ``n_lines`` lines;
+        returns how many were decoded.
 
         Either engine only decodes: the chunk files are written here, as results come back."""
         from kdnmt.teacher.decode import Hypotheses, TeacherDecoder
 
-        size = self.opts.lines_per_chunk
         todo = [c for c in chunk_ids if not self.chunk_path(c).is_file()]
-        total = sum(len(lines[c * size:(c + 1) * size]) for c in chunk_ids)
-        done = total - sum(len(lines[c * size:(c + 1) * size]) for c in todo)
+        total = sum(self.chunk_lines(n_lines, c) for c in chunk_ids)
+        done = total - sum(self.chunk_lines(n_lines, c) for c in todo)
         if not todo:
             progress(Progress("decoding", done, total))
             return 0
@@ -250,27 +268,24 @@ class Generation:
                                         "max_length": self.opts.max_length,
                                         "length_ratio": self.opts.length_ratio,
                                         "device": self.opts.device}
-        parts = {c: lines[c * size:(c + 1) * size] for c in todo}
         tokens = 0
-        tokenizer = Tokenizer(self.run.spm_model)
 
         def finished(chunk: int, results: list[Hypotheses]) -> None:
             nonlocal done, tokens
-            check(len(results) == len(parts[chunk]),
-                  f"chunk {chunk}: {len(results)} hypotheses for {len(parts[chunk])} lines")
-            records = [{"h": r.pieces, "s": r.scores} for r in results]
+            expected = self.chunk_lines(n_lines, chunk)
+            check(len(results) == expected,
+                  f"chunk {chunk}: {len(results)} hypotheses for {expected} lines")
             with atomic_open(self.chunk_path(chunk)) as handle:
-                for record in records:
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            best = [r.pieces[0].split() if r.pieces else [] for r in results]
-            # detokenized now, while the next chunks decode, not after the last one
-            self.decoded[chunk] = (records, tokenizer.detokenize_batch(best))
+                for r in results:
+                    handle.write(json.dumps({"h": r.pieces, "s": r.scores},
+                                            ensure_ascii=False) + "\n")
             done += len(results)
-            tokens += sum(len(b) for b in best)
+            tokens += sum(len(r.pieces[0].split()) for r in results)
             progress(Progress("decoding", done, total, tokens))
 
         if self.opts.engine == "ray":
             progress(Progress("decoding", done, total))
+            parts = dict(self.source_chunks(set(todo)))  # Ray's queue holds them all
             decode_on_ray(model_dir, parts, finished,
                           {**decoder_args, "compute_type": self.opts.compute_type,
                            "quantization": self.opts.quantization},
@@ -283,11 +298,14 @@ class Generation:
                             **decoder_args) as decoder:
             self.record_compute_type({decoder.compute_type})
             progress(Progress("decoding", done, total))
-            for chunk, results in decoder.decode_stream(parts.items()):
+            for chunk, results in decoder.decode_stream(self.source_chunks(set(todo))):
                 finished(chunk, results)
         return len(todo)
 
-    def read_chunks(self, n_chunks: int, n_lines: int) -> list[dict[str, Any]]:
+    def chunk_records(self, n_lines: int) -> Iterator[list[dict[str, Any]]]:
+        """Each chunk's records ({"h": n-best pieces, "s": scores}), in order, checked: every
+        chunk is there first, then each holds as many lines as the source has for it."""
+        n_chunks = math.ceil(n_lines / self.opts.lines_per_chunk)
         missing = [c for c in range(n_chunks) if not self.chunk_path(c).is_file()]
         if missing:
             shown = ", ".join(str(c) for c in missing[:5])
@@ -295,32 +313,16 @@ class Generation:
                 f"{len(missing)} of {n_chunks} chunks are missing in {self.chunks_dir} "
                 f"(e.g. {shown}): decode them (or copy them from the shard machines) first"
             )
-        records = []
         for c in range(n_chunks):
-            if c in self.decoded:  # what was just written, as json.loads would read it back
-                records.extend(self.decoded[c][0])
-                continue
             with open(self.chunk_path(c), encoding="utf-8") as handle:
                 try:
-                    records.extend(json.loads(line) for line in handle)
+                    records = [json.loads(line) for line in handle]
                 except json.JSONDecodeError:
                     raise KdnmtError(f"{self.chunk_path(c)} is corrupt") from None
-        check(len(records) == n_lines,
-              f"the chunks hold {len(records)} lines but the source has {n_lines}")
-        return records
-
-    def best_texts(self, records: list[dict[str, Any]], tokenizer: Tokenizer) -> list[str]:
-        """The detokenized best hypothesis of every line: from this process's decoding where
-        it has it, else detokenized here, a chunk at a time."""
-        size = self.opts.lines_per_chunk
-        texts: list[str] = []
-        for c in range(math.ceil(len(records) / size)):
-            if c in self.decoded:
-                texts.extend(self.decoded[c][1])
-            else:
-                texts.extend(tokenizer.detokenize_batch(
-                    [r["h"][0].split() for r in records[c * size:(c + 1) * size]]))
-        return texts
+            check(len(records) == self.chunk_lines(n_lines, c),
+                  f"{self.chunk_path(c)} holds {len(records)} lines but the source has "
+                  f"{self.chunk_lines(n_lines, c)} for it")
+            yield records
 
     # -- the compute type that ran -------------------------------------------------------
 
@@ -387,64 +389,72 @@ def _keep_mask(scores: list[float], percent: float) -> list[bool]:
     return [i not in dropped for i in range(len(scores))]
 
 
-def _assemble(gen: Generation, sources: list[str], records: list[dict[str, Any]],
-              progress: ProgressFn) -> dict[str, Any]:
-    """Write the seq-KD corpus (and seq-inter picks, n-best) from the decoded chunks."""
+def _assemble(gen: Generation, n_lines: int, progress: ProgressFn) -> dict[str, Any]:
+    """Write the seq-KD corpus (and seq-inter picks, n-best) from the decoded chunks, a chunk
+    at a time: resident memory does not grow with the corpus (with --filter-ce, the best
+    scores are read in a first pass, a float per line)."""
     from kdnmt.teacher.select import select_closest
 
     opts, src, tgt = gen.opts, gen.src, gen.tgt
     tokenizer = Tokenizer(gen.run.spm_model)
-    best_scores = [r["s"][0] if r["s"] else float("-inf") for r in records]
-    keep = _keep_mask(best_scores, opts.filter_ce)
+    best_scores: list[float] = []
+    if opts.filter_ce > 0:
+        for records in gen.chunk_records(n_lines):
+            best_scores.extend(r["s"][0] if r["s"] else float("-inf") for r in records)
+        keep = _keep_mask(best_scores, opts.filter_ce)
+    else:
+        keep = [True] * n_lines
     outputs: dict[str, Path] = {
         "source": gen.dir / f"train.sp.{src}",
         "pseudo": gen.dir / f"train.sp.{tgt}",
         "pseudo_text": gen.dir / f"train.{tgt}",
     }
-    texts = gen.best_texts(records, tokenizer)
-    with atomic_open(outputs["source"]) as f_src, atomic_open(outputs["pseudo"]) as f_tgt, \
-            atomic_open(outputs["pseudo_text"]) as f_txt:
-        for line, record, text, k in zip(sources, records, texts, keep, strict=True):
-            if k:
-                f_src.write(line + "\n")
-                f_tgt.write(record["h"][0] + "\n")
-                f_txt.write(text + "\n")
     if opts.nbest > 1:
         outputs["nbest"] = gen.dir / "nbest.jsonl"
-        with atomic_open(outputs["nbest"]) as handle:
-            for record, k in zip(records, keep, strict=True):
-                if k:
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    picks_changed = None
+    picks_changed = 0
     if opts.select == "closest":
         outputs["seqinter"] = gen.dir / f"seqinter.sp.{tgt}"
         with open(gen.run.text("train", tgt), encoding="utf-8") as handle:
-            references = [line.rstrip("\n") for line in handle]
-        check(len(references) == len(records),
-              "--select closest needs the references of every source line, and the run's "
-              f"{gen.run.text('train', tgt).name} does not have them")
-        picks_changed = 0
-        with atomic_open(outputs["seqinter"]) as handle:
-            for i, (record, k) in enumerate(zip(records, keep, strict=True)):
-                if not k:
-                    continue
-                texts = [tokenizer.detokenize(h.split()) for h in record["h"]]
-                pick = select_closest(texts, references[i], record["s"])
-                picks_changed += pick != 0
-                handle.write(record["h"][pick] + "\n")
-                if i % 1000 == 0:
-                    progress(Progress("selecting", i, len(records)))
-        progress(Progress("selecting", len(records), len(records)))  # the bar ends full
+            check(sum(1 for _ in handle) == n_lines,
+                  "--select closest needs the references of every source line, and the run's "
+                  f"{gen.run.text('train', tgt).name} does not have them")
+    with contextlib.ExitStack() as stack:
+        out = {name: stack.enter_context(atomic_open(path)) for name, path in outputs.items()}
+        sources = stack.enter_context(open(gen.source_path, encoding="utf-8"))
+        references = (stack.enter_context(open(gen.run.text("train", tgt), encoding="utf-8"))
+                      if opts.select == "closest" else None)
+        i = 0
+        for records in gen.chunk_records(n_lines):
+            texts = tokenizer.detokenize_batch([r["h"][0].split() for r in records])
+            for record, text in zip(records, texts, strict=True):
+                line = next(sources).rstrip("\n")
+                reference = next(references).rstrip("\n") if references is not None else ""
+                if keep[i]:
+                    out["source"].write(line + "\n")
+                    out["pseudo"].write(record["h"][0] + "\n")
+                    out["pseudo_text"].write(text + "\n")
+                    if "nbest" in out:
+                        out["nbest"].write(json.dumps(record, ensure_ascii=False) + "\n")
+                    if "seqinter" in out:
+                        hyps = tokenizer.detokenize_batch([h.split() for h in record["h"]])
+                        pick = select_closest(hyps, reference, record["s"])
+                        picks_changed += pick != 0
+                        out["seqinter"].write(record["h"][pick] + "\n")
+                if "seqinter" in out and i % 1000 == 0:
+                    progress(Progress("selecting", i, n_lines))
+                i += 1
+    if opts.select == "closest":
+        progress(Progress("selecting", n_lines, n_lines))  # the bar ends full
     dropped = [i for i, k in enumerate(keep) if not k]
     return {
         "outputs": {name: {"path": p.name, "sha256": sha256_file(p)} for name, p in outputs.items()},
-        "lines": len(records),
-        "kept": len(records) - len(dropped),
+        "lines": n_lines,
+        "kept": n_lines - len(dropped),
         "filter_ce": {"percent": opts.filter_ce, "dropped": len(dropped),
                       "dropped_lines_head": dropped[:20],
                       "score_threshold": (max(best_scores[i] for i in dropped)
                                           if dropped else None)},
-        "seqinter_picks_not_top1": picks_changed,
+        "seqinter_picks_not_top1": picks_changed if opts.select == "closest" else None,
     }
 
 
@@ -488,12 +498,12 @@ def generate(opts: GenerateOptions, progress: ProgressFn = lambda p: None) -> di
     gen = Generation(opts)
     settings = gen.settings()
     gen.check_settings(settings)
-    sources = gen.read_source()
-    n_chunks = math.ceil(len(sources) / opts.lines_per_chunk)
+    n_lines = gen.count_source_lines()
+    n_chunks = math.ceil(n_lines / opts.lines_per_chunk)
     shard = parse_shard(opts.shard)
     if shard is not None:
         chunk_ids = [c for c in range(n_chunks) if c % shard[1] == shard[0]]
-        decoded = gen.decode_chunks(sources, chunk_ids, progress)
+        decoded = gen.decode_chunks(n_lines, chunk_ids, progress)
         path = gen.write_shard_manifest(shard, chunk_ids)
         return {"shard": opts.shard, "chunks": len(chunk_ids), "decoded": decoded,
                 "shard_manifest": str(path), "decoding": _decoding(gen)}
@@ -501,16 +511,15 @@ def generate(opts: GenerateOptions, progress: ProgressFn = lambda p: None) -> di
         shards = gen.verify_shard_manifests()
         check(shards > 0, f"--merge found no shard-I-of-N.json in {gen.dir}")
     else:
-        gen.decode_chunks(sources, list(range(n_chunks)), progress)
-    records = gen.read_chunks(n_chunks, len(sources))
-    summary = _assemble(gen, sources, records, progress)
+        gen.decode_chunks(n_lines, list(range(n_chunks)), progress)
+    summary = _assemble(gen, n_lines, progress)
     manifest: dict[str, Any] = {
         "kdnmt_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "settings": {**settings, **{k: v for k, v in asdict(opts).items()
                                     if k in ("select", "filter_ce", "soft_targets", "soft_along")}},
         "source": {"path": str(gen.source_path.relative_to(gen.run.root)),
-                   "sha256": settings["source_sha256"], "lines": len(sources)},
+                   "sha256": settings["source_sha256"], "lines": n_lines},
         "decoding": _decoding(gen),
         **summary,
     }
