@@ -50,13 +50,7 @@ def installation_checks() -> Iterator[Check]:
     def shims_apply() -> str:
         from kdnmt.onmt_bridge import shims
 
-        shims.install()
-        import onmt.transforms  # noqa: F401  (needs the spaCy/fastText placeholders)
-
-        shims.patch_model_saver()
-        shims.patch_empty_buckets()
-        shims.patch_corpus_striding()
-        return "placeholders, safe loading, atomic checkpoints, buckets, striding"
+        return shims.check_all()
 
     yield _run("OpenNMT-py shims", shims_apply)
 

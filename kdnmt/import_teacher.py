@@ -22,7 +22,7 @@ from typing import Any
 from kdnmt.corpus.spm import ONMT_SPECIALS, Tokenizer, read_onmt_vocab
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import atomic_path, sha256_file, write_json
-from kdnmt.rundir import RunDir
+from kdnmt.rundir import RunDir, check_name
 
 #: OpenNMT-py pads vocabularies to a multiple of 8 with tokens named like this.
 PAD_TOKEN_PREFIX = "averyunlikelytoken"
@@ -35,13 +35,33 @@ MIN_PIECE_COVERAGE = 0.98
 
 @dataclass
 class TeacherSource:
-    """What the user pointed `prepare` at."""
+    """What the user pointed `prepare` (or a study grid) at: a SentencePiece model and exactly
+    one of an OpenNMT-py checkpoint and a CTranslate2 directory. Checked when made, so every
+    caller refuses the same combinations with the same line."""
 
     spm: Path
     checkpoint: Path | None = None
     ct2_dir: Path | None = None
     vocab: Path | None = None
     name: str = "teacher"
+
+    def __post_init__(self) -> None:
+        check((self.checkpoint is None) != (self.ct2_dir is None),
+              "give exactly one of --teacher-checkpoint and --teacher-ct2")
+        check(self.vocab is None or self.checkpoint is not None,
+              "--teacher-vocab goes with --teacher-checkpoint")
+        check_name(self.name)
+
+    @classmethod
+    def from_flags(cls, spm: Path | None, checkpoint: Path | None, ct2_dir: Path | None,
+                   vocab: Path | None, name: str) -> TeacherSource | None:
+        """The teacher of `prepare`'s ``--teacher-*`` flags, or None when none is given."""
+        if not (checkpoint or ct2_dir or spm or vocab):
+            return None
+        check(spm is not None, "--teacher-spm is required with a teacher "
+                               "(the run must use the teacher's SentencePiece model)")
+        return cls(spm=spm, checkpoint=checkpoint, ct2_dir=ct2_dir,  # type: ignore[arg-type]
+                   vocab=vocab, name=name)
 
 
 @dataclass

@@ -39,23 +39,11 @@ def prepare_command(
     teacher_name: Annotated[str, typer.Option(help="Model name of the adopted teacher.")] = "teacher",
 ) -> None:
     """Validate a parallel corpus and build the run's SentencePiece model and vocabulary."""
-    from kdnmt.errors import check, fail
     from kdnmt.import_teacher import TeacherSource
     from kdnmt.prepare import PrepareOptions, prepare
-    from kdnmt.rundir import check_name
 
-    teacher = None
-    if teacher_checkpoint or teacher_ct2 or teacher_spm or teacher_vocab:
-        if teacher_spm is None:
-            fail("--teacher-spm is required with a teacher "
-                 "(the run must use the teacher's SentencePiece model)")
-        check((teacher_checkpoint is None) != (teacher_ct2 is None),
-              "give exactly one of --teacher-checkpoint and --teacher-ct2")
-        check(teacher_vocab is None or teacher_checkpoint is not None,
-              "--teacher-vocab goes with --teacher-checkpoint")
-        teacher = TeacherSource(spm=teacher_spm, checkpoint=teacher_checkpoint,
-                                ct2_dir=teacher_ct2, vocab=teacher_vocab,
-                                name=check_name(teacher_name))
+    teacher = TeacherSource.from_flags(teacher_spm, teacher_checkpoint, teacher_ct2,
+                                       teacher_vocab, teacher_name)
     opts = PrepareOptions(run=run, src=src, tgt=tgt, train=train, valid=valid, test=test,
                           vocab_size=vocab_size,
                           max_tokens=renamed("--max-tokens", "--max-length", max_tokens,

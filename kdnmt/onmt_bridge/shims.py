@@ -187,3 +187,15 @@ def patch_corpus_striding() -> None:
 
     load._kdnmt_patched = True  # type: ignore[attr-defined]
     ParallelCorpus.load = load
+
+
+def check_all() -> str:
+    """Install every shim and import what needs them (`kdnmt doctor`'s check): raises if one
+    no longer applies to the installed OpenNMT-py or torch; returns what was applied."""
+    install()
+    import onmt.transforms  # noqa: F401  (needs the spaCy/fastText placeholders)
+
+    patch_model_saver()
+    patch_empty_buckets()
+    patch_corpus_striding()
+    return "placeholders, safe loading, atomic checkpoints, buckets, striding"
