@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,55 +18,58 @@ from kdnmt.cli.common import (
     limit_torch_threads,
 )
 from kdnmt.cli.progress import Display, Eta
-from kdnmt.generate import ALONG_CHOICES, ENGINE_CHOICES, SELECT_CHOICES
+from kdnmt.generate import ALONG_CHOICES, ENGINE_CHOICES, SELECT_CHOICES, GenerateOptions
 from kdnmt.models import QUANTIZATIONS
+
+#: The defaults of every option are GenerateOptions' own (one place to change them).
+_DEFAULT = GenerateOptions(run=Path("."))
 
 
 @error_boundary
 def generate_command(
     run: RunOption,
-    teacher: Annotated[str, typer.Option(help="Teacher model name in the run.")] = "teacher",
-    beam: Annotated[int, typer.Option(help="Beam size of the teacher's search.")] = 5,
-    nbest: Annotated[int, typer.Option(help="Hypotheses kept per sentence (<= beam).")] = 1,
+    teacher: Annotated[str, typer.Option(help="Teacher model name in the run.")] = _DEFAULT.teacher,
+    beam: Annotated[int, typer.Option(help="Beam size of the teacher's search.")] = _DEFAULT.beam,
+    nbest: Annotated[int, typer.Option(help="Hypotheses kept per sentence (<= beam).")] = _DEFAULT.nbest,
     select: Annotated[choices(SELECT_CHOICES) | None, typer.Option(  # type: ignore[valid-type]
         help="'closest': per sentence, the n-best hypothesis closest to the reference "
              "(sentence BLEU), for seq-inter.")] = None,
     soft_targets: Annotated[int, typer.Option(
-        help="Store the teacher's top-K token distributions (0 = none).")] = 0,
+        help="Store the teacher's top-K token distributions (0 = none).")] = _DEFAULT.soft_targets,
     soft_along: Annotated[choices(ALONG_CHOICES), typer.Option(  # type: ignore[valid-type]
         help="Soft targets along 'references' (word-KD) or 'pseudo-targets' (seq+word).")]
-        = "references",
+        = _DEFAULT.soft_along,
     filter_ce: Annotated[float, typer.Option(
-        help="Drop this % of pairs with the worst length-normalised teacher score.")] = 0.0,
+        help="Drop this % of pairs with the worst length-normalised teacher score.")] = _DEFAULT.filter_ce,
     shard: Annotated[str | None, typer.Option(
         help="I/N: decode only every N-th chunk starting at I (one of N machines).")] = None,
-    merge: Annotated[bool, typer.Option(help="Assemble chunks decoded by --shard runs.")] = False,
+    merge: Annotated[bool, typer.Option(help="Assemble chunks decoded by --shard runs.")] = _DEFAULT.merge,
     engine: Annotated[choices(ENGINE_CHOICES), typer.Option(  # type: ignore[valid-type]
         help="Decoding engine: 'local' (this machine) or 'ray' (a Ray cluster; needs "
-             "pip install 'kdnmt\\[ray]').")] = "local",
+             "pip install 'kdnmt\\[ray]').")] = _DEFAULT.engine,
     ray_address: Annotated[str | None, typer.Option(
         help="--engine ray: the cluster's address (HOST:6379, 'auto' for the one started on "
              "this machine). Default: RAY_ADDRESS, else a private local Ray instance.")] = None,
     ray_actors: Annotated[int, typer.Option(
         help="--engine ray: number of decoding actors, one CPU each, or with --device cuda "
-             "one GPU each (0 = every CPU, or GPU, Ray reports).")] = 0,
+             "one GPU each (0 = every CPU, or GPU, Ray reports).")] = _DEFAULT.ray_actors,
     quantization: Annotated[choices(QUANTIZATIONS), typer.Option(  # type: ignore[valid-type]
-        help="CTranslate2 quantization of the teacher.")] = "int8",
-    batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = 2048,
+        help="CTranslate2 quantization of the teacher.")] = _DEFAULT.quantization,
+    batch_size: Annotated[int, typer.Option(help="Decoding batch size in tokens.")] = _DEFAULT.batch_tokens,
     lines_per_chunk: Annotated[int, typer.Option(
-        help="Lines per resumable chunk.")] = 1000,
+        help="Lines per resumable chunk.")] = _DEFAULT.lines_per_chunk,
     max_length: Annotated[int, typer.Option(
-        help="Maximum pseudo-target length in pieces (the students' max_length).")] = 150,
+        help="Maximum pseudo-target length in pieces (the students' max_length).")] = _DEFAULT.max_length,
     length_ratio: Annotated[float, typer.Option(
         help="Also cap each pseudo-target at RATIO x source length + 10 pieces (0 = off).")]
-        = 3.0,
+        = _DEFAULT.length_ratio,
     force: Annotated[bool, typer.Option(help="Discard earlier generated data and start over.")]
-        = False,
-    device: DecodeDeviceOption = "cpu",
-    compute_type: ComputeTypeOption = "default",
+        = _DEFAULT.force,
+    device: DecodeDeviceOption = _DEFAULT.device,
+    compute_type: ComputeTypeOption = _DEFAULT.compute_type,
 ) -> None:
     """Decode the training sources with the teacher (CTranslate2), resumably."""
-    from kdnmt.generate import GenerateOptions, generate
+    from kdnmt.generate import generate
 
     limit_torch_threads()
     opts = GenerateOptions(run=run, teacher=teacher, beam=beam, nbest=nbest, select=select,
