@@ -141,10 +141,10 @@ def main() -> None:
 
         import ctranslate2
 
-        from kdnmt.generate import GenerateOptions, generate
         from kdnmt.models import ct2_model
         from kdnmt.rundir import RunDir
         from kdnmt.teacher.decode import TeacherDecoder
+        from kdnmt.teacher.generate import GenerateOptions, generate
 
         for quant in ("float32", "int8"):
             ct2_model(RunDir(run), "teacher", quant)  # converted outside every timing

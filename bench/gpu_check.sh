@@ -10,8 +10,8 @@
 # 2. eval on the test slice (1,000 pairs, beam 5): cuda float16 BLEU within GPU_CHECK_BLEU_TOL
 #    (default 0.3) of cpu float32, and cuda's default compute type for the record;
 # 3. soft targets (top-8) on cuda and cpu: the same best token at >= 99.9% of the positions;
-# 4. distill --device cuda, 100 updates each, for word (cache) and seq; fp16 training through
-#    OpenNMT-py's own option (onmt: {model_dtype: fp16}) for seq;
+# 4. distill --device cuda, 100 updates each, for word (cache) and seq, in float32 and in fp16
+#    through OpenNMT-py's own option (onmt: {model_dtype: fp16}; OpenNMT-py 3.5.1 has no bf16);
 # and prints tokens/s of each, with the machine (CPU, GPU, CTranslate2, torch). It also times,
 # for the record (not a check), `kdnmt generate` int8 on every CPU core against a bare
 # CTranslate2 translate_iterable loop with as many replicas (target >= 0.9x): GPU machines have
@@ -106,7 +106,7 @@ import statistics, sys, time
 sys.path.insert(0, ".")
 from pathlib import Path
 import ctranslate2
-from kdnmt.generate import GenerateOptions, generate
+from kdnmt.teacher.generate import GenerateOptions, generate
 from kdnmt.models import ct2_model
 from kdnmt.rundir import RunDir
 from kdnmt.translation import default_threads
@@ -203,7 +203,8 @@ EOF
 # -- 4. distill on the GPU, 100 updates each; fp16 through OpenNMT-py's own option
 printf 'onmt:\n  model_dtype: fp16\n' >"$W/fp16.yaml"
 SPECS=("word:--method word --teacher-mode cache" "seq:--method seq")
-[ "$DEV" = cuda ] && SPECS+=("seq-fp16:--method seq --config $W/fp16.yaml")
+[ "$DEV" = cuda ] && SPECS+=("seq-fp16:--method seq --config $W/fp16.yaml"
+                             "word-fp16:--method word --teacher-mode cache --config $W/fp16.yaml")
 for spec in "${SPECS[@]}"; do
     name=${spec%%:*}
     # shellcheck disable=SC2086

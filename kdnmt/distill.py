@@ -125,7 +125,7 @@ def _training_data(run: RunDir, manifest: dict[str, Any], data: str,
     """The (source, target) piece files a method trains on; None = the run's references."""
     if data == "references":
         return None
-    from kdnmt.generate import load_generated
+    from kdnmt.teacher.generate import load_generated
 
     outputs = load_generated(run, teacher)["outputs"]
     source = run.generated_file(teacher, outputs["source"]["path"])
@@ -280,8 +280,8 @@ def _hybrid(opts: DistillOptions, run: RunDir, hparams: dict[str, float], source
     """Loss factory and gate module of the hybrid method (Wei et al. 2024)."""
     from kdnmt.config import resolve_config
     from kdnmt.gate import GATE_PREFIX, GateSpec, SourceGate
-    from kdnmt.generate import load_generated
     from kdnmt.onmt_bridge.kd_loss import hybrid_loss_factory
+    from kdnmt.teacher.generate import load_generated
 
     spec = GateSpec.parse(opts.gate)
     generated = load_generated(run, opts.teacher)

@@ -106,7 +106,7 @@ def run_checks(root: Path) -> Iterator[Check]:
         teacher = gen_manifest.parent.name
 
         def generated_ok(teacher: str = teacher) -> str:
-            from kdnmt.generate import load_generated
+            from kdnmt.teacher.generate import load_generated
 
             load_generated(run, teacher)
             return "pseudo-targets match their source and checksums"

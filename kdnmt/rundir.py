@@ -96,7 +96,7 @@ class RunDir:
         return self.model_dir(name) / "model.json"
 
     def generated_dir(self, teacher: str) -> Path:
-        """What `generate` wrote for ``teacher`` (kdnmt.generate documents the layout)."""
+        """What `generate` wrote for ``teacher`` (kdnmt.teacher.generate documents the layout)."""
         return self.root / "generated" / check_name(teacher, "teacher name")
 
     def generated_file(self, teacher: str, name: str) -> Path:

@@ -18,8 +18,8 @@ from kdnmt.cli.common import (
     limit_torch_threads,
 )
 from kdnmt.cli.progress import Display, Eta
-from kdnmt.generate import ALONG_CHOICES, ENGINE_CHOICES, SELECT_CHOICES, GenerateOptions
 from kdnmt.models import QUANTIZATIONS
+from kdnmt.teacher.generate import ALONG_CHOICES, ENGINE_CHOICES, SELECT_CHOICES, GenerateOptions
 
 #: The defaults of every option are GenerateOptions' own (one place to change them).
 _DEFAULT = GenerateOptions(run=Path("."))
@@ -69,7 +69,7 @@ def generate_command(
     compute_type: ComputeTypeOption = _DEFAULT.compute_type,
 ) -> None:
     """Decode the training sources with the teacher (CTranslate2), resumably."""
-    from kdnmt.generate import generate
+    from kdnmt.teacher.generate import generate
 
     limit_torch_threads()
     opts = GenerateOptions(run=run, teacher=teacher, beam=beam, nbest=nbest, select=select,

@@ -241,7 +241,7 @@ def _generate_level(spec: GridSpec, run: Path, observer: StudyObserver, level: s
     """Pseudo-targets and the soft-target stores the grid's methods need, once."""
     if not spec.needs_generate():
         return
-    from kdnmt.generate import GenerateOptions, generate
+    from kdnmt.teacher.generate import GenerateOptions, generate
 
     gen_dir = RunDir(run).generated_dir(TEACHER)
     nbest = spec.nbest()

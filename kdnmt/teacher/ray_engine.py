@@ -2,7 +2,7 @@
 
 Only the decoding runs on Ray. The driver (the machine running ``kdnmt generate``) keeps
 everything else: which chunks are missing, the chunk files, resume and the checks
-(:meth:`kdnmt.generate.Generation.decode_chunks`). Here:
+(:meth:`kdnmt.teacher.generate.Generation.decode_chunks`). Here:
 
 - the CTranslate2 model directory is read into a dict ``relative path -> bytes`` and put into
   Ray's object store once, so a cluster without a shared filesystem works;

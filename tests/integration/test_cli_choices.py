@@ -15,8 +15,8 @@ from kdnmt.cli.app import app
 from kdnmt.config import PRESETS
 from kdnmt.corpus.noise import NOISE_LEVELS
 from kdnmt.distill import METHODS, TEACHER_MODES
-from kdnmt.generate import ALONG_CHOICES, ENGINE_CHOICES, SELECT_CHOICES
 from kdnmt.models import QUANTIZATIONS
+from kdnmt.teacher.generate import ALONG_CHOICES, ENGINE_CHOICES, SELECT_CHOICES
 from tests.helpers import assert_clean_error, run_cli
 
 CHOICES = [

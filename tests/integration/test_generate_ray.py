@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from kdnmt.errors import KdnmtError
-from kdnmt.generate import load_generated
 from kdnmt.rundir import RunDir
+from kdnmt.teacher.generate import load_generated
 from tests.helpers import REPO, assert_clean_error, no_temp_files, run_cli
 
 ray = pytest.importorskip("ray")  # a guard only: requirements/dev.txt installs it

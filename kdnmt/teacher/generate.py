@@ -178,7 +178,7 @@ class Generation:
               f"teacher '{opts.teacher}' is a CTranslate2 model: soft targets (token-level KD) "
               "need its PyTorch checkpoint")
         _check_devices(opts)
-        self.dir = self.run.root / "generated" / opts.teacher
+        self.dir = self.run.generated_dir(opts.teacher)
         self.chunks_dir = self.dir / "chunks"
         self.source_path = self.run.pieces("train", self.src)
         self.reference_path = self.run.pieces("train", self.tgt)
@@ -471,7 +471,7 @@ def _soft_targets(gen: Generation, progress: ProgressFn) -> dict[str, Any]:
     else:
         src_path, tgt_path = gen.dir / f"train.sp.{gen.src}", gen.dir / f"train.sp.{gen.tgt}"
         check(tgt_path.is_file(), "soft targets along pseudo-targets need the pseudo-targets")
-    store_dir = gen.dir / f"soft-{gen.opts.soft_along}"
+    store_dir = gen.run.soft_store(gen.opts.teacher, gen.opts.soft_along)
     compute_store(
         checkpoint=checkpoint_path(gen.run, gen.info), src_path=src_path, tgt_path=tgt_path,
         store_dir=store_dir, k=gen.opts.soft_targets, along=gen.opts.soft_along,
@@ -532,7 +532,7 @@ def generate(opts: GenerateOptions, progress: ProgressFn = lambda p: None) -> di
 
 def load_generated(run: RunDir, teacher: str) -> dict[str, Any]:
     """The manifest of a finished `generate`, checked against the run's current source."""
-    path = run.root / "generated" / teacher / "manifest.json"
+    path = run.generated_dir(teacher) / "manifest.json"
     check(path.is_file(), f"no generated data for teacher '{teacher}' in {run.root} "
           f"(run `kdnmt generate --run {run.root} --teacher {teacher}`)")
     try:
