@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import REPO, kdnmt
+from _common import REPO, kdnmt, machine_header
 
 
 def peak_rss_mb(*args: object) -> float:
@@ -97,7 +97,9 @@ def main() -> None:
         # a bare teacher forward over the same kind of batches, timed in-process
         teacher_fwd = _teacher_forward_median(run, args.steps)
         ce = medians["ce"]
-        print(f"\nstudent preset small, {args.steps} steps, same seed and batches, "
+        print()
+        print(machine_header())
+        print(f"student preset small, {args.steps} steps, same seed and batches, "
               f"teacher {args.teacher_dir}")
         print("| mode | median step (s) | ratio | target |")
         print("|---|---|---|---|")
