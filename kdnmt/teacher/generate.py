@@ -11,6 +11,7 @@ pseudo-targets that do not match the run's source.
 Layout, in ``RUN/generated/TEACHER/``::
 
     settings.json             what the chunks were made with (a rerun with other settings is refused)
+    compute-type.json         what CTranslate2 resolved --compute-type to (checked on resume)
     chunks/NNNNNN.jsonl       n-best pieces and scores of lines [N*chunk, (N+1)*chunk)
     shard-I-of-N.json         checksums of the chunks a shard made (for --merge)
     train.sp.SRC, train.sp.TGT    sources and best hypotheses (pieces): the seq-KD corpus
