@@ -221,8 +221,9 @@ def _plan(opts: DistillOptions) -> _Plan:
         files = _training_data(run, manifest, data, opts.teacher)
         if loss is not None:
             extra["teacher_mode"] = _teacher_mode(opts, run)
-            if distill_warning(opts):
-                extra["approximation"] = distill_warning(opts)
+            approximation = distill_warning(opts)
+            if approximation:
+                extra["approximation"] = approximation
         if method_spec(opts).trainer == "hybrid":
             extra["gate"] = opts.gate
             from kdnmt.gate import GateSpec
