@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,17 @@ from kdnmt.teacher.store import (
 )
 
 
-def _read_lines(path: Path) -> list[str]:
+def _count_lines(path: Path) -> int:
     with open(path, encoding="utf-8") as handle:
-        return [line.rstrip("\n") for line in handle]
+        return sum(1 for _ in handle)
+
+
+def _shard_lines(path: Path, ranges: list[tuple[int, int]]) -> Iterator[list[str]]:
+    """The lines of each ``(first, count)`` range in turn, reading the file once: only one
+    shard's lines are in memory at a time, so resident memory does not grow with the corpus."""
+    with open(path, encoding="utf-8") as handle:
+        for _first, count in ranges:
+            yield [line.rstrip("\n") for line in islice(handle, count)]
 
 
 def _batches(order: list[int], lengths: list[int], batch_tokens: int) -> list[list[int]]:
@@ -80,29 +89,32 @@ def compute_store(*, checkpoint: Path, src_path: Path, tgt_path: Path, store_dir
             return store_dir
     if force and store_dir.exists():
         shutil.rmtree(store_dir)
-    sources, targets = _read_lines(src_path), _read_lines(tgt_path)
-    check(len(sources) == len(targets),
-          f"{src_path} and {tgt_path} differ in length ({len(sources)} vs {len(targets)})")
+    num_lines, num_targets = _count_lines(src_path), _count_lines(tgt_path)
+    check(num_lines == num_targets,
+          f"{src_path} and {tgt_path} differ in length ({num_lines} vs {num_targets})")
     frozen = load_frozen_model(checkpoint, device)
     check(k <= len(frozen.tokens), f"--soft-targets {k} is larger than the vocabulary")
     shard_dirs = []
     done = 0
-    for first, count in shard_ranges(len(sources), lines_per_shard):
+    ranges = shard_ranges(num_lines, lines_per_shard)
+    shards = zip(ranges, _shard_lines(src_path, ranges), _shard_lines(tgt_path, ranges),
+                 strict=True)
+    for (first, count), sources, targets in shards:
         shard_dir = shards_root / f"{first:09d}"
         shard_dirs.append(shard_dir)
         if shard_dir.is_dir():
             expected = {"k": k, "num_lines": count, "vocab_sha256": vocab_sha256,
                         "spm_sha256": spm_sha256, "teacher_sha256": teacher_sha256,
                         "along": along, "target_sha256": target_sha,
-                        "shard": {"first_line": first, "corpus_lines": len(sources)}}
+                        "shard": {"first_line": first, "corpus_lines": num_lines}}
             if _shard_matches(shard_dir, expected):
                 done += count
-                progress(done, len(sources))
+                progress(done, num_lines)
                 continue
             # left by a killed run with other settings (another --soft-targets K): redo it
             shutil.rmtree(shard_dir)
-        src_ids = [frozen.ids(sources[i].split()) for i in range(first, first + count)]
-        tgt_ids = [frozen.ids(targets[i].split()) for i in range(first, first + count)]
+        src_ids = [frozen.ids(line.split()) for line in sources]
+        tgt_ids = [frozen.ids(line.split()) for line in targets]
         lengths = [max(len(s), len(t) + 1) for s, t in zip(src_ids, tgt_ids, strict=True)]
         order = sorted(range(count), key=lambda i: lengths[i])
         results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -117,11 +129,11 @@ def compute_store(*, checkpoint: Path, src_path: Path, tgt_path: Path, store_dir
                               top_lp[row, :n].numpy().astype(np.float16))
         with SoftTargetWriter(shard_dir, k, count, vocab_sha256, spm_sha256, teacher_sha256,
                               along, target_sha, first_line=first,
-                              corpus_lines=len(sources)) as writer:
+                              corpus_lines=num_lines) as writer:
             for i in range(count):
                 writer.write(first + i, *results[i])
         done += count
-        progress(done, len(sources))
+        progress(done, num_lines)
     finalize(store_dir, shard_dirs, overwrite=True)
     shutil.rmtree(shards_root, ignore_errors=True)
     return store_dir
