@@ -286,8 +286,7 @@ class Generation:
 
         if self.opts.engine == "ray":
             progress(Progress("decoding", done, total))
-            parts = dict(self.source_chunks(set(todo)))  # Ray's queue holds them all
-            decode_on_ray(model_dir, parts, finished,
+            decode_on_ray(model_dir, self.source_chunks(set(todo)), len(todo), finished,
                           {**decoder_args, "compute_type": self.opts.compute_type,
                            "quantization": self.opts.quantization},
                           address=self.opts.ray_address, actors=self.opts.ray_actors,

@@ -30,8 +30,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -173,21 +172,22 @@ def failure_message(exc: BaseException) -> str:
             "rerun to resume")
 
 
-def decode_on_ray(model_dir: Path, parts: dict[int, list[str]],
+def decode_on_ray(model_dir: Path, parts: Iterable[tuple[int, list[str]]], chunks: int,
                   on_chunk: Callable[[int, list[Hypotheses]], None],
                   decoder_args: dict[str, Any], *, address: str | None = None,
                   actors: int = 0,
                   on_ready: Callable[[set[str]], None] = lambda types: None) -> None:
-    """Decode each chunk of ``parts`` (chunk id -> source lines) on Ray; call ``on_chunk`` on
-    the driver with each chunk's hypotheses as it arrives (in completion order), and
-    ``on_ready`` before the first with the compute types the actors' CTranslate2 resolved.
+    """Decode each of the ``chunks`` chunks of ``parts`` (``(chunk id, source lines)``, read
+    lazily: only the chunks in flight are in memory) on Ray; call ``on_chunk`` on the driver
+    with each chunk's hypotheses as it arrives (in completion order), and ``on_ready`` before
+    the first with the compute types the actors' CTranslate2 resolved.
 
     ``decoder_args``: :class:`TeacherDecoder`'s, with ``device``, the requested
     ``compute_type`` and the conversion's ``quantization`` (resolved on each actor).
     Reuses a Ray connection this process already has; otherwise connects (``address``) or
     starts a local instance, and shuts that down at the end. Actors are always removed.
     """
-    if not parts:
+    if chunks < 1:
         return
     ray = import_ray()
     from ray.exceptions import RayError, RayTaskError
@@ -212,7 +212,7 @@ def decode_on_ray(model_dir: Path, parts: dict[int, list[str]],
             count = actors or cpus
             check(count <= cpus, f"--ray-actors {count} is more than the {cpus} CPUs of the "
                   "Ray cluster (one CPU per actor)")
-        count = min(count, len(parts))  # each actor loads the model: no idle ones
+        count = min(count, chunks)  # each actor loads the model: no idle ones
         files = ray.put(read_model_files(model_dir))
         # No restarts: a lost actor fails the run, and a rerun resumes from the chunks written.
         actor_class = ray.remote(num_cpus=1, num_gpus=1 if on_gpus else 0)(ChunkDecoder)
@@ -220,13 +220,13 @@ def decode_on_ray(model_dir: Path, parts: dict[int, list[str]],
                 for _ in range(count)]
         del files  # the actors hold it while they need it
         on_ready(_check_actors(ray, pool))
-        queue = deque(sorted(parts.items()))
+        queue = iter(parts)
         pending: dict[Any, Any] = {}
 
         def submit(actor: Any) -> None:
-            if queue:
-                chunk, lines = queue.popleft()
-                pending[actor.decode.remote(chunk, lines)] = actor
+            part = next(queue, None)
+            if part is not None:
+                pending[actor.decode.remote(*part)] = actor
 
         for _ in range(IN_FLIGHT):
             for actor in pool:
