@@ -189,3 +189,57 @@ def test_released_float16_teacher_is_adopted_in_float32(trained_run, corpus, tmp
         expected = original["model"][key] if key.endswith(".pe.pe") else shipped["model"][key].float()
         assert torch.equal(tensor, expected), key
     assert run_cli("eval", "--run", run, "--models", "teacher", "--beam", "1").exit_code == 0
+
+
+def _recipe_script(name: str, *args: object) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    subprocess.run([sys.executable, str(REPO / "recipes" / "demo" / name), *map(str, args)],
+                   check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "KDNMT_THREADS": "1",
+                                              "PATH": "/usr/bin:/bin"})
+
+
+def _metrics(model_dir: Path) -> dict[int, dict[str, str]]:
+    with open(model_dir / "metrics.csv", encoding="utf-8") as handle:
+        header = handle.readline().strip().split(",")
+        rows = [dict(zip(header, line.strip().split(","), strict=True)) for line in handle]
+    return {int(row["step"]): row for row in rows if row["split"] == "train"}
+
+
+def test_resumable_release_trains_on_where_it_stopped(trained_run, corpus, tmp_path,
+                                                      copy_run) -> None:
+    """A teacher that needs several sittings: release_teacher.py --resumable keeps the step
+    counters and the logs; continue_teacher.py puts it into another prepared run, and
+    `kdnmt train --resume` goes on with the step numbering and learning-rate schedule of an
+    uninterrupted run (only Adam's moments start afresh)."""
+    released = tmp_path / "released"
+    _recipe_script("release_teacher.py", "--run", trained_run, "--model", "teacher",
+                   "--out", released, "--resumable")
+    shipped = load_checkpoint(released / "teacher.pt")
+    assert set(shipped["optim"]) == {"training_step", "decay_step"}  # no moments
+    assert shipped["optim"]["training_step"] == 41
+    assert (released / "training" / "config.yaml").is_file()
+    run = tmp_path / "run"
+    assert prepare_with(run, corpus, "--teacher-checkpoint", released / "teacher.pt",
+                        "--teacher-spm", released / "spm.model",
+                        "--teacher-vocab", released / "vocab.txt").exit_code == 0
+    _recipe_script("continue_teacher.py", "--release", released, "--run", run,
+                   "--model", "next")
+    result = run_cli("train", "--run", run, "--name", "next", "--resume", "--steps", "50")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "models" / "next" / "model.json").read_text())["step"] == 50
+
+    uninterrupted = copy_run(trained_run)
+    result = run_cli("train", "--run", uninterrupted, "--name", "teacher", "--resume",
+                     "--steps", "50")
+    assert result.exit_code == 0, result.output
+    continued = _metrics(run / "models" / "next")
+    expected = _metrics(uninterrupted / "models" / "teacher")
+    assert sorted(continued) == sorted(expected)  # the earlier rows came with the release
+    for step in (45, 50):
+        assert continued[step]["lr"] == expected[step]["lr"], step
+    for step in range(5, 41, 5):
+        assert continued[step] == expected[step], step
