@@ -89,7 +89,7 @@ demo-bundled-teacher: install
 	$(BIN)/python recipes/demo/release_teacher.py --run $(BUNDLED_TEACHER_RUN) --model teacher \
 		--out $(DEMO_TEACHER_DIR)
 
-# The stronger teacher (issue 13; data/demo/teacher/README.md): d_model 384, 3+1 layers, 9.2M
+# The stronger teacher (issue 13; data/demo/teacher-next/README.md): d_model 384, 3+1 layers, 9.2M
 # parameters, on the full corpus with the bundled teacher's vocabulary (so that the demo's
 # students can share it). It needs more CPU hours than one sitting: each `make teacher-next`
 # trains up to NEXT_TEACHER_MINUTES more (safety cap; the budget is NEXT_TEACHER_STEPS
