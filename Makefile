@@ -66,7 +66,7 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check kdnmt tests bench
+	$(BIN)/ruff check kdnmt tests bench recipes
 	$(BIN)/mypy
 
 include recipes/demo/demo.mk

@@ -192,25 +192,14 @@ def write_teacher_vocab(checked: CheckedTeacher, piece_files: list[Path], dest: 
 
 def _copy_as_float32(checkpoint: Path, target: Path) -> bool:
     """A released teacher (float16, without its sinusoidal position tables: see
-    recipes/demo/release_teacher.py) is copied into the run in float32 with the tables rebuilt,
-    the form OpenNMT-py trains in and the CTranslate2 converter reads. Returns False (nothing
-    written) for an ordinary checkpoint, which is copied byte for byte instead."""
-    import torch
-
-    from kdnmt.onmt_bridge.checkpoint import (
-        cast_floating,
-        has_half_tensors,
-        load_checkpoint,
-        rebuild_position_tables,
-        save_checkpoint,
-    )
+    recipes/demo/release_teacher.py) is copied into the run in float32 with the tables rebuilt.
+    Returns False (nothing written) for an ordinary checkpoint, which is copied byte for byte
+    instead."""
+    from kdnmt.onmt_bridge.checkpoint import load_checkpoint, save_checkpoint, to_training_form
 
     loaded = load_checkpoint(checkpoint)
-    half = has_half_tensors(loaded)
-    rebuilt = rebuild_position_tables(loaded)
-    if not half and not rebuilt:
+    if not to_training_form(loaded):
         return False
-    cast_floating(loaded, torch.float32)
     save_checkpoint(loaded, target)
     return True
 

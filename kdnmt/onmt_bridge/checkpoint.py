@@ -185,6 +185,19 @@ def has_half_tensors(checkpoint: dict[str, Any]) -> bool:
                for t in (checkpoint.get(part) or {}).values())
 
 
+def to_training_form(checkpoint: dict[str, Any]) -> bool:
+    """Undo what a release did to shrink a checkpoint (float16 weights, no position tables):
+    float32 with the tables rebuilt, the form OpenNMT-py trains in and the CTranslate2
+    converter reads. In place; returns False, touching nothing, for a checkpoint already in
+    that form (an ordinary training checkpoint)."""
+    half = has_half_tensors(checkpoint)
+    rebuilt = rebuild_position_tables(checkpoint)
+    if not half and not rebuilt:
+        return False
+    cast_floating(checkpoint, torch.float32)
+    return True
+
+
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
     """Write a checkpoint atomically (temporary name, then rename)."""
     from kdnmt.fileio import atomic_path

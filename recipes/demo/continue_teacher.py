@@ -21,18 +21,17 @@ import argparse
 import shutil
 from pathlib import Path
 
-import torch
+from resumable_release import TRAINING_DIR, check_release, last_step
 
 from kdnmt.onmt_bridge.checkpoint import (
-    cast_floating,
     list_checkpoints,
     load_checkpoint,
-    rebuild_position_tables,
     save_checkpoint,
+    to_training_form,
 )
 from kdnmt.rundir import RunDir
 
-TRAINING_DIR = "training"  # as in release_teacher.py
+WHO = "continue_teacher"
 
 
 def main() -> None:
@@ -43,12 +42,8 @@ def main() -> None:
     args = parser.parse_args()
 
     checkpoint = load_checkpoint(args.release / "teacher.pt")
-    optim = checkpoint.get("optim")
-    if not isinstance(optim, dict) or "training_step" not in optim:
-        raise SystemExit(f"continue_teacher: {args.release} is not a resumable release "
-                         "(release_teacher.py --resumable)")
-    if not (args.release / TRAINING_DIR / "config.yaml").is_file():
-        raise SystemExit(f"continue_teacher: {args.release / TRAINING_DIR} has no config.yaml")
+    step = last_step(checkpoint.get("optim"), WHO)
+    check_release(args.release, WHO)
     run = RunDir(args.run)
     if not run.manifest_path.is_file():
         raise SystemExit(f"continue_teacher: {args.run} is not prepared (kdnmt prepare first)")
@@ -56,10 +51,7 @@ def main() -> None:
     if model_dir.exists() and list_checkpoints(model_dir):
         raise SystemExit(f"continue_teacher: {model_dir} has checkpoints already: "
                          "resume it with kdnmt train --resume")
-    # OpenNMT-py saves the step it will take next; its checkpoint is named after the last one.
-    step = int(optim["training_step"]) - 1
-    rebuild_position_tables(checkpoint)
-    cast_floating(checkpoint, torch.float32)
+    to_training_form(checkpoint)
     model_dir.mkdir(parents=True, exist_ok=True)
     for source in sorted((args.release / TRAINING_DIR).iterdir()):
         shutil.copyfile(source, model_dir / source.name)

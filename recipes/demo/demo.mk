@@ -24,7 +24,8 @@ DEMO_STUDENT_MAX_MINUTES ?= 40
 # threads of each of the two students, which train side by side: half the cores, at least one
 DEMO_STUDENT_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 1 ? n / 2 : 1 )))
 KDNMT := $(BIN)/kdnmt
-RESUME_IF_STARTED = $$(test -f $(DEMO_RUN)/models/$(1)/config.yaml && echo --resume)
+# $(call RESUME_IF_STARTED,RUN,MODEL): --resume when MODEL has started training in RUN.
+RESUME_IF_STARTED = $$(test -f $(1)/models/$(2)/config.yaml && echo --resume)
 ifeq ($(DEMO_TEACHER),bundled)
 DEMO_VOCAB_ARGS := --teacher-checkpoint $(DEMO_TEACHER_DIR)/teacher.pt \
 	--teacher-spm $(DEMO_TEACHER_DIR)/spm.model --teacher-vocab $(DEMO_TEACHER_DIR)/vocab.txt
@@ -42,7 +43,7 @@ demo: install
 		$(DEMO_VOCAB_ARGS)
 	@test -f $(DEMO_RUN)/models/teacher/model.json || $(KDNMT) train --run $(DEMO_RUN) \
 		--name teacher --preset tiny --config recipes/demo/teacher.yaml --steps $(DEMO_TEACHER_STEPS) \
-		--max-minutes $(DEMO_TEACHER_MAX_MINUTES) $(call RESUME_IF_STARTED,teacher)
+		--max-minutes $(DEMO_TEACHER_MAX_MINUTES) $(call RESUME_IF_STARTED,$(DEMO_RUN),teacher)
 	@test -f $(DEMO_RUN)/generated/teacher/manifest.json || $(KDNMT) generate --run $(DEMO_RUN) \
 		--teacher teacher --beam 5
 	@$(MAKE) --no-print-directory -j2 demo-student-ce demo-student-seq
@@ -60,12 +61,12 @@ demo-student-ce:
 	@test -f $(DEMO_RUN)/models/ce/model.json || { mkdir -p $(DEMO_RUN)/logs && \
 		echo "ce trains beside seq ($(DEMO_STUDENT_THREADS) thread(s) each); its progress: $(DEMO_RUN)/logs/ce.log" && \
 		KDNMT_THREADS=$(DEMO_STUDENT_THREADS) $(KDNMT) distill --run $(DEMO_RUN) --name ce --method ce \
-		$(DEMO_STUDENT_ARGS) $(call RESUME_IF_STARTED,ce) > $(DEMO_RUN)/logs/ce.log 2>&1 || \
+		$(DEMO_STUDENT_ARGS) $(call RESUME_IF_STARTED,$(DEMO_RUN),ce) > $(DEMO_RUN)/logs/ce.log 2>&1 || \
 		{ echo "ce failed; the end of $(DEMO_RUN)/logs/ce.log:"; tail -n 5 $(DEMO_RUN)/logs/ce.log; exit 1; }; }
 demo-student-seq:
 	@test -f $(DEMO_RUN)/models/seq/model.json || KDNMT_THREADS=$(DEMO_STUDENT_THREADS) \
 		$(KDNMT) distill --run $(DEMO_RUN) --name seq --method seq $(DEMO_STUDENT_ARGS) \
-		$(call RESUME_IF_STARTED,seq)
+		$(call RESUME_IF_STARTED,$(DEMO_RUN),seq)
 
 demo-clean:
 	rm -rf $(DEMO_RUN)
@@ -115,7 +116,7 @@ teacher-next: install
 	$(KDNMT) train --run $(NEXT_TEACHER_RUN) --name $(NEXT_TEACHER_NAME) --preset tiny \
 		--config recipes/demo/strong-teacher.yaml --steps $(NEXT_TEACHER_STEPS) \
 		--max-minutes $(NEXT_TEACHER_MINUTES) \
-		$$(test -f $(NEXT_TEACHER_RUN)/models/$(NEXT_TEACHER_NAME)/config.yaml && echo --resume)
+		$(call RESUME_IF_STARTED,$(NEXT_TEACHER_RUN),$(NEXT_TEACHER_NAME))
 	$(KDNMT) eval --run $(NEXT_TEACHER_RUN) --models $(NEXT_TEACHER_NAME) --beam 1,5
 	$(BIN)/python recipes/demo/release_teacher.py --run $(NEXT_TEACHER_RUN) \
 		--model $(NEXT_TEACHER_NAME) --out $(NEXT_TEACHER_DIR) --resumable

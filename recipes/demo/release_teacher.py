@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from resumable_release import TRAINING_DIR, TRAINING_FILES, steps_only
 
 from kdnmt.models import checkpoint_path, load_model_info
 from kdnmt.onmt_bridge.checkpoint import (
@@ -34,19 +35,6 @@ from kdnmt.onmt_bridge.checkpoint import (
     save_checkpoint,
 )
 from kdnmt.rundir import RunDir
-
-#: Where a resumable release keeps the model directory's files that a resumed run reads.
-TRAINING_DIR = "training"
-TRAINING_FILES = ("config.yaml", "metrics.csv", "curve.csv")
-
-
-def steps_only(optim: object) -> dict[str, int]:
-    """OpenNMT-py's optimizer state without the Adam moments: its ``load_state_dict`` restores
-    the step counters (schedule and numbering) and leaves fresh moments when these are all."""
-    if not isinstance(optim, dict) or "training_step" not in optim:
-        raise SystemExit("release_teacher: the checkpoint has no optimizer step to keep "
-                         "(--resumable needs a training checkpoint)")
-    return {key: int(optim[key]) for key in ("training_step", "decay_step") if key in optim}
 
 
 def main() -> None:
@@ -63,7 +51,7 @@ def main() -> None:
     checkpoint = load_checkpoint(checkpoint_path(run, info))
     optim = checkpoint.pop("optim", None)
     if args.resumable:
-        checkpoint["optim"] = steps_only(optim)
+        checkpoint["optim"] = steps_only(optim, "release_teacher")
     cast_floating(checkpoint, torch.float16)
     drop_position_tables(checkpoint)
     args.out.mkdir(parents=True, exist_ok=True)

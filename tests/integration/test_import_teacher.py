@@ -243,3 +243,40 @@ def test_resumable_release_trains_on_where_it_stopped(trained_run, corpus, tmp_p
         assert continued[step]["lr"] == expected[step]["lr"], step
     for step in range(5, 41, 5):
         assert continued[step] == expected[step], step
+
+
+def test_continue_teacher_refuses_what_it_cannot_resume(trained_run, corpus, tmp_path) -> None:
+    """A plain release (no step counters) and a model that already has checkpoints are refused
+    with one line and exit code 1, before anything is written into the run."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    def continue_into(release: Path, run: Path, model: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(REPO / "recipes" / "demo" / "continue_teacher.py"),
+             "--release", str(release), "--run", str(run), "--model", model],
+            cwd=REPO, capture_output=True, text=True,
+            env={"PYTHONPATH": str(REPO), "KDNMT_THREADS": "1", "PATH": "/usr/bin:/bin"})
+
+    plain = tmp_path / "plain"
+    _recipe_script("release_teacher.py", "--run", trained_run, "--model", "teacher", "--out", plain)
+    run = tmp_path / "run"
+    assert prepare_with(run, corpus, "--teacher-checkpoint", plain / "teacher.pt",
+                        "--teacher-spm", plain / "spm.model",
+                        "--teacher-vocab", plain / "vocab.txt").exit_code == 0
+    refused = continue_into(plain, run, "next")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "continue_teacher: the checkpoint has no optimizer step counters (a resumable release "
+        "comes from a training checkpoint, release_teacher.py --resumable)"]
+    assert not (run / "models" / "next").exists()
+
+    resumable = tmp_path / "resumable"
+    _recipe_script("release_teacher.py", "--run", trained_run, "--model", "teacher",
+                   "--out", resumable, "--resumable")
+    refused = continue_into(resumable, trained_run, "teacher")
+    assert refused.returncode == 1
+    assert "has checkpoints already" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
