@@ -35,6 +35,7 @@ help:
 	@$(HELP_ROW) "DEMO_STUDENT_STEPS=$(DEMO_STUDENT_STEPS)" "updates of each student (ce and seq)"
 	@$(HELP_ROW) "DEMO_STUDENT_MAX_MINUTES=$(DEMO_STUDENT_MAX_MINUTES)" "their safety cap in minutes"
 	@$(HELP_ROW) "DEMO_STUDENT_THREADS=$(DEMO_STUDENT_THREADS)" "threads of each student (they train side by side)"
+	@$(HELP_ROW) "DEMO_PRECISION=$(DEMO_PRECISION)" "training arithmetic: bf16 where the CPU has it natively, else fp32"
 	@$(HELP_ROW) "DEMO_VOCAB=$(DEMO_VOCAB)" "SentencePiece size with DEMO_TEACHER=train"
 	@echo "Recipes (each has a README.md; pass your own DATA= and TEACHER_DIR=):"
 	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile all" "every KD method at equal budgets (also: prepare generate students eval clean; maintainers: corpus)"

@@ -43,6 +43,10 @@ class ModelConfig:
             check(0.0 <= value < 1.0, f"model.{name} must be in [0, 1), got {value}")
 
 
+#: training.precision's values (see TrainingConfig).
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass
 class TrainingConfig:
     """Optimisation and bookkeeping. Steps count optimizer updates, as in OpenNMT-py."""
@@ -69,6 +73,10 @@ class TrainingConfig:
     # updates, and at the last one; 0 = no curve.
     bleu_every: int = 500
     bleu_sentences: int = 300
+    # Arithmetic of the forward and backward passes on the CPU: fp32, or bf16 (torch's CPU
+    # autocast; the weights, optimizer and losses stay float32). bf16 pays on CPUs with native
+    # bfloat16 (avx512_bf16 or AMX): measured in docs/benchmarks.md.
+    precision: str = "fp32"
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "accum_count", "max_length", "valid_steps",
@@ -92,6 +100,8 @@ class TrainingConfig:
               f"training.bleu_every must be >= 0 (0 = no learning curve), got {self.bleu_every}")
         check(self.bleu_sentences >= 1,
               f"training.bleu_sentences must be >= 1, got {self.bleu_sentences}")
+        check(self.precision in PRECISIONS,
+              f"training.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass

@@ -51,6 +51,7 @@ class DistillOptions:
     world_size: int = 1
     device: str = "cpu"
     init_from: str | None = None
+    precision: str | None = None  # training.precision from the command line
 
 
 def method_spec(opts: DistillOptions) -> LossSpec:
@@ -270,7 +271,8 @@ def distill(opts: DistillOptions, **callbacks: Callable[..., Any]) -> dict[str, 
                               config_file=opts.config_file, steps=opts.steps,
                               max_minutes=opts.max_minutes, resume=opts.resume, force=opts.force,
                               role="student", world_size=opts.world_size,
-                              device=opts.device, init_from=opts.init_from)
+                              device=opts.device, init_from=opts.init_from,
+                              precision=opts.precision)
     return train(train_opts, loss_factory=loss_factory, extra_info=plan.extra,
                  extra_stats=extra_stats, data=plan.files, extra_modules=extra_modules,
                  rank_setup=setup, **callbacks)

@@ -40,6 +40,7 @@ class TrainOptions:
     world_size: int = 1
     device: str = "cpu"
     init_from: str | None = None  # a model of the same run to warm-start from (its weights)
+    precision: str | None = None  # training.precision from the command line
 
 
 def _overrides(opts: TrainOptions) -> dict[str, Any]:
@@ -48,6 +49,8 @@ def _overrides(opts: TrainOptions) -> dict[str, Any]:
         training["steps"] = opts.steps
     if opts.max_minutes is not None:
         training["max_minutes"] = opts.max_minutes
+    if opts.precision is not None:
+        training["precision"] = opts.precision
     return {"training": training} if training else {}
 
 
@@ -186,6 +189,7 @@ def train(
     from kdnmt.onmt_bridge.devices import check_device
     from kdnmt.onmt_bridge.options import (
         check_passthrough_device,
+        check_precision,
         onmt_train_options,
         parse_train_options,
         write_onmt_yaml,
@@ -207,6 +211,7 @@ def train(
                           resolve_config(opts.preset, opts.config_file, _overrides(opts)))
     config, train_from = prepare_model_dir(run, opts)
     check_passthrough_device(config.onmt, opts.device)  # before the model directory is written
+    check_precision(config.training.precision, opts.device)
     src, tgt = manifest["src"], manifest["tgt"]
     model_dir = run.model_dir(opts.name)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +257,8 @@ def train(
     if curve is not None and train_from is not None:
         curve(start_step, train_from, False)  # a kill between a checkpoint and its point
     # A warm start applies to a fresh run only: a resumed one continues its own checkpoint.
-    training: dict[str, Any] = {"device": opts.device, "init_from": (
+    training: dict[str, Any] = {"device": opts.device,
+                                "precision": config.training.precision, "init_from": (
         str(init_checkpoint) if init_checkpoint is not None and train_from is None else None)}
 
     def report(r: Any) -> None:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from kdnmt.config import PRECISIONS
 from kdnmt.devices import COMPUTE_TYPES, DEVICES
 from kdnmt.errors import KdnmtError, check
 
@@ -55,6 +56,13 @@ DeviceOption = Annotated[str, typer.Option(help="cpu, or cuda (GPU ranks 0..N-1)
 InitFromOption = Annotated[str | None, typer.Option(
     help="Warm start: begin with the weights of this finished model of the run (same "
          "architecture); optimizer and step start afresh.")]
+if TYPE_CHECKING:
+    _Precision = str
+else:
+    _Precision = choices(PRECISIONS)
+PrecisionOption = Annotated[_Precision | None, typer.Option(
+    help="Training arithmetic on the CPU: fp32, or bf16 (autocast; faster on CPUs with "
+         "avx512_bf16 or AMX). Overrides training.precision [default: fp32].")]
 # Options shared by the commands that decode with CTranslate2 (generate, eval, translate);
 # the names and checks are kdnmt.devices', the same as train's and distill's --device.
 if TYPE_CHECKING:

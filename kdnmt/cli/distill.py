@@ -12,6 +12,7 @@ from rich.markup import escape
 from kdnmt.cli.common import (
     DeviceOption,
     InitFromOption,
+    PrecisionOption,
     RunOption,
     WorldSizeOption,
     choices,
@@ -43,6 +44,7 @@ def distill_command(
     world_size: WorldSizeOption = 1,
     device: DeviceOption = "cpu",
     init_from: InitFromOption = None,
+    precision: PrecisionOption = None,
     force: Annotated[bool, typer.Option(help="Delete an existing student of this name.")] = False,
     alpha: Annotated[float | None, typer.Option(
         help="word/seq+word: KD weight; atkd: easy-token weight.")] = None,
@@ -76,7 +78,8 @@ def distill_command(
                           config_file=config, resume=resume, force=force,
                           hparams={k: v for k, v in given.items() if v is not None}, gate=gate,
                           gate_prior=gate_prior, gate_tau=gate_tau,
-                          world_size=world_size, device=device, init_from=init_from)
+                          world_size=world_size, device=device, init_from=init_from,
+                          precision=precision)
     check_method(opts)  # bad method options fail before the progress display starts
     warning = distill_warning(opts)
     if warning:

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kdnmt.cli.common import console as default_console
 from kdnmt.cli.common import limit_torch_threads
+from kdnmt.devices import cpu_has_native_bf16
 
 DEFAULT_EVERY = 30.0
 
@@ -178,6 +179,9 @@ def run_with_progress(runner: Callable[..., dict[str, Any]], description: str) -
             state["eta"] = Eta(config.training.steps, config.training.max_minutes * 60)
             display.update(task, total=config.training.steps, completed=start_step,
                            info="resuming" if start_step else "starting")
+            if config.training.precision == "bf16" and not cpu_has_native_bf16():
+                display.print("[yellow]warning:[/] this CPU has no native bfloat16 (avx512_bf16 "
+                              "or AMX): bf16 training is emulated here and slower than fp32")
 
         def on_report(r: Any) -> None:
             extra = "".join(f" {k} {v:.3f}" for k, v in r.extra.items())

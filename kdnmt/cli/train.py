@@ -10,6 +10,7 @@ import typer
 from kdnmt.cli.common import (
     DeviceOption,
     InitFromOption,
+    PrecisionOption,
     RunOption,
     WorldSizeOption,
     choices,
@@ -35,6 +36,7 @@ def train_command(
     world_size: WorldSizeOption = 1,
     device: DeviceOption = "cpu",
     init_from: InitFromOption = None,
+    precision: PrecisionOption = None,
     force: Annotated[bool, typer.Option(help="Delete an existing model of this name first.")] = False,
 ) -> None:
     """Train a transformer (teacher or baseline student) with OpenNMT-py's trainer."""
@@ -49,5 +51,6 @@ def train_command(
     role = "teacher" if name.startswith("teacher") else "student"
     opts = TrainOptions(run=run, name=name, preset=preset, config_file=config, steps=steps,
                         max_minutes=max_minutes, resume=resume, force=force, role=role,
-                        world_size=world_size, device=device, init_from=init_from)
+                        world_size=world_size, device=device, init_from=init_from,
+                          precision=precision)
     run_with_progress(partial(train, opts), f"train {name}")

@@ -139,6 +139,15 @@ def check_passthrough_device(values: dict[str, Any], device: str) -> None:
                          "precision is CUDA's): add --device cuda, or drop it")
 
 
+def check_precision(precision: str, device: str) -> None:
+    """``training.precision: bf16`` is torch's CPU autocast around OpenNMT-py's trainer. On a
+    GPU the trainer's own ``torch.cuda.amp.autocast(enabled=...)`` decides and would switch it
+    off silently, so it is refused there in favour of OpenNMT-py's mixed precision."""
+    if precision == "bf16" and device != "cpu":
+        raise KdnmtError("training.precision bf16 is for CPU training; on a GPU use "
+                         "OpenNMT-py's mixed precision (onmt: {model_dtype: fp16})")
+
+
 def write_onmt_yaml(opts: dict[str, Any], path: Path) -> None:
     """Write options in the YAML form ``onmt_train -config`` reads."""
     from kdnmt.fileio import write_text

@@ -41,6 +41,14 @@ bridge modules do) before importing it.
    :func:`patch_corpus_striding` selects ``i % stride == offset``, which those numbers match.
 8. Noise: OpenNMT-py triggers torch ``FutureWarning``s (``custom_fwd``/``custom_bwd``,
    ``torch.cuda.amp.autocast``) on every import and step; they are filtered here, by module.
+9. bfloat16 on the CPU (``training.precision: bf16``). OpenNMT-py's mixed precision is CUDA's.
+   One ``torch.autocast("cpu")`` around the whole training loop does not work: the trainer's
+   own ``torch.cuda.amp.autocast(enabled=False)`` inside it switches autocast's cast cache on
+   (a flag shared by every device), and the cache is only cleared when the outermost context
+   exits, so every forward pass would keep reading the bfloat16 copies of the first step's
+   weights and the model would not learn. :func:`autocast_each_update` enters the context per
+   update (``Trainer._gradient_accumulation``: forward, loss, backward and optimizer step) and
+   per validation, so the cache lives for one update.
 """
 
 from __future__ import annotations
@@ -187,6 +195,22 @@ def patch_corpus_striding() -> None:
 
     load._kdnmt_patched = True  # type: ignore[attr-defined]
     ParallelCorpus.load = load
+
+
+def autocast_each_update(trainer: Any, dtype: torch.dtype) -> None:
+    """Run each update and each validation of OpenNMT-py's ``trainer`` under CPU autocast to
+    ``dtype`` (shim 9); the weights, the optimizer and the losses stay float32."""
+    for name in ("_gradient_accumulation", "validate"):
+        method = getattr(trainer, name, None)
+        if method is None:
+            raise RuntimeError(f"OpenNMT-py's Trainer has no {name}: shim 9 "
+                               "(training.precision bf16) needs updating")
+
+        def in_autocast(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            with torch.autocast("cpu", dtype=dtype):
+                return _method(*args, **kwargs)
+
+        setattr(trainer, name, in_autocast)
 
 
 def check_all() -> str:

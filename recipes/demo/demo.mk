@@ -24,6 +24,11 @@ DEMO_STUDENT_MAX_MINUTES ?= 40
 # threads of each of the two students, which train side by side: half the cores, at least one
 DEMO_STUDENT_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 1 ? n / 2 : 1 )))
 KDNMT := $(BIN)/kdnmt
+# Training arithmetic: bfloat16 products where the CPU has them natively (avx512_bf16 or AMX;
+# 1.26x the updates per second of the tiny students at one thread each, 1.5x for the teacher
+# of teacher-next at two: docs/benchmarks.md), float32 elsewhere, where bf16 is emulated.
+NATIVE_BF16 := $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)
+DEMO_PRECISION ?= $(NATIVE_BF16)
 # $(call RESUME_IF_STARTED,RUN,MODEL): --resume when MODEL has started training in RUN.
 RESUME_IF_STARTED = $$(test -f $(1)/models/$(2)/config.yaml && echo --resume)
 ifeq ($(DEMO_TEACHER),bundled)
@@ -43,7 +48,8 @@ demo: install
 		$(DEMO_VOCAB_ARGS)
 	@test -f $(DEMO_RUN)/models/teacher/model.json || $(KDNMT) train --run $(DEMO_RUN) \
 		--name teacher --preset tiny --config recipes/demo/teacher.yaml --steps $(DEMO_TEACHER_STEPS) \
-		--max-minutes $(DEMO_TEACHER_MAX_MINUTES) $(call RESUME_IF_STARTED,$(DEMO_RUN),teacher)
+		--max-minutes $(DEMO_TEACHER_MAX_MINUTES) --precision $(DEMO_PRECISION) \
+		$(call RESUME_IF_STARTED,$(DEMO_RUN),teacher)
 	@test -f $(DEMO_RUN)/generated/teacher/manifest.json || $(KDNMT) generate --run $(DEMO_RUN) \
 		--teacher teacher --beam 5
 	@$(MAKE) --no-print-directory -j2 demo-student-ce demo-student-seq
@@ -56,7 +62,7 @@ demo: install
 # is too small for two threads to pay, so on 2 cores this is faster than one student after the
 # other at two threads (docs/demo.md). seq shows its progress; ce's goes to its log.
 DEMO_STUDENT_ARGS = --preset tiny --config recipes/demo/student.yaml --steps $(DEMO_STUDENT_STEPS) \
-	--max-minutes $(DEMO_STUDENT_MAX_MINUTES)
+	--max-minutes $(DEMO_STUDENT_MAX_MINUTES) --precision $(DEMO_PRECISION)
 demo-student-ce:
 	@test -f $(DEMO_RUN)/models/ce/model.json || { mkdir -p $(DEMO_RUN)/logs && \
 		echo "ce trains beside seq ($(DEMO_STUDENT_THREADS) thread(s) each); its progress: $(DEMO_RUN)/logs/ce.log" && \
@@ -102,6 +108,7 @@ NEXT_TEACHER_DIR ?= data/demo/teacher-next
 NEXT_TEACHER_STEPS ?= 12000
 NEXT_TEACHER_MINUTES ?= 120
 NEXT_TEACHER_NAME := t384
+NEXT_TEACHER_PRECISION ?= $(NATIVE_BF16)
 
 .PHONY: teacher-next
 teacher-next: install
@@ -115,7 +122,7 @@ teacher-next: install
 		--run $(NEXT_TEACHER_RUN) --model $(NEXT_TEACHER_NAME)
 	$(KDNMT) train --run $(NEXT_TEACHER_RUN) --name $(NEXT_TEACHER_NAME) --preset tiny \
 		--config recipes/demo/strong-teacher.yaml --steps $(NEXT_TEACHER_STEPS) \
-		--max-minutes $(NEXT_TEACHER_MINUTES) \
+		--max-minutes $(NEXT_TEACHER_MINUTES) --precision $(NEXT_TEACHER_PRECISION) \
 		$(call RESUME_IF_STARTED,$(NEXT_TEACHER_RUN),$(NEXT_TEACHER_NAME))
 	$(KDNMT) eval --run $(NEXT_TEACHER_RUN) --models $(NEXT_TEACHER_NAME) --beam 1,5
 	$(BIN)/python recipes/demo/release_teacher.py --run $(NEXT_TEACHER_RUN) \

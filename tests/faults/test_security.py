@@ -38,12 +38,25 @@ def refused(result, *needles: str) -> None:  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------------- paths
 
 
+#: The configuration's str keys: each takes one of a closed list of names, never a path.
+CHOICE_KEYS = {"training.precision"}
+
+
 def test_configuration_holds_no_paths() -> None:
-    """kdnmt's configuration has no key that takes a path (every one is a number or a flag),
-    so a --config file cannot point anywhere. A new str key must come with a check that it
-    stays inside the run directory (and a test here)."""
+    """kdnmt's configuration has no key that takes a path (every one is a number, a flag or one
+    of a closed list of names), so a --config file cannot point anywhere. A new str key must
+    come with a check that it stays inside the run directory (and a test here)."""
+    from kdnmt.errors import KdnmtError
+
     for section in (ModelConfig, TrainingConfig):
         for f in dataclasses.fields(section):
+            key = f"{'model' if section is ModelConfig else 'training'}.{f.name}"
+            if key in CHOICE_KEYS:
+                config = section()
+                setattr(config, f.name, "../../../tmp/elsewhere")
+                with pytest.raises(KdnmtError, match=f"{key} must be one of"):
+                    config.validate()
+                continue
             assert f.type in ("int", "float", "bool"), f"{section.__name__}.{f.name}: {f.type}"
 
 

@@ -188,3 +188,39 @@ def test_empty_bucket_is_not_a_crash() -> None:
 
     shims.patch_empty_buckets()
     assert dynamic_iterator.process("train", []) == []
+
+
+def test_autocast_wraps_each_update_not_the_loop() -> None:
+    """Shim 9: OpenNMT-py's Trainer still runs an update in _gradient_accumulation and a
+    validation in validate; wrapped, each runs under CPU autocast, and leaves it when done
+    (so autocast's cast cache, which holds bfloat16 copies of the weights, lives one update)."""
+    import onmt.trainer
+
+    from kdnmt.onmt_bridge.shims import autocast_each_update
+
+    assert callable(onmt.trainer.Trainer._gradient_accumulation)
+    assert callable(onmt.trainer.Trainer.validate)
+
+    class Trainer:
+        def _gradient_accumulation(self, *args: object) -> tuple[bool, torch.dtype]:
+            return torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+
+        def validate(self, *args: object) -> tuple[bool, torch.dtype]:
+            return self._gradient_accumulation()
+
+    trainer = Trainer()
+    autocast_each_update(trainer, torch.bfloat16)
+    assert trainer._gradient_accumulation(1, 2) == (True, torch.bfloat16)
+    assert trainer.validate() == (True, torch.bfloat16)
+    assert not torch.is_autocast_enabled("cpu")
+    with pytest.raises(RuntimeError, match="shim 9"):
+        autocast_each_update(object(), torch.bfloat16)
+
+
+def test_bf16_is_refused_on_a_gpu() -> None:
+    from kdnmt.onmt_bridge.options import check_precision
+
+    check_precision("bf16", "cpu")
+    check_precision("fp32", "cuda")
+    with pytest.raises(KdnmtError, match="onmt: {model_dtype: fp16}"):
+        check_precision("bf16", "cuda")
