@@ -112,12 +112,12 @@ def resolve(device: str, compute_type: str, quantization: str) -> str:
     return compute_type
 
 
-def cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU multiplies bfloat16 natively (avx512_bf16 or AMX): only then does
     ``training.precision: bf16`` make training faster; elsewhere oneDNN emulates it and it is
     slower than float32. Read from the kernel's CPU flags (Linux); False where they are not."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        with open(cpuinfo, encoding="utf-8") as handle:
             for line in handle:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())

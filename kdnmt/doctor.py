@@ -65,6 +65,13 @@ def installation_checks() -> Iterator[Check]:
 
     yield _run("safe checkpoint loading", safe_loading)
 
+    from kdnmt.devices import cpu_has_native_bf16
+
+    # Not a failure either way: it says whether --precision bf16 would make training faster.
+    yield Check("CPU bfloat16", "ok", "native (avx512_bf16 or AMX): --precision bf16 trains "
+                "faster" if cpu_has_native_bf16() else "not native: train in fp32 (bf16 would "
+                "be emulated and slower)")
+
 
 def _verify(path: Path, digest: str, what: str) -> str:
     if not path.is_file():

@@ -29,3 +29,6 @@ def test_doctor_without_a_run_checks_the_installation() -> None:
     result = run_cli("doctor")
     assert result.exit_code == 0, result.output
     assert "OpenNMT-py shims" in result.stdout and "ctranslate2 version" in result.stdout
+    from kdnmt.devices import cpu_has_native_bf16
+
+    assert ("bf16 trains faster" if cpu_has_native_bf16() else "train in fp32") in result.stdout
