@@ -75,6 +75,27 @@ def _ct2_gpus() -> int:
         return 0
 
 
+def prepare_demo_slice(work: Path, data: Path, teacher_dir: Path, train_lines: int,
+                       valid_lines: int = 300) -> Path:
+    """A run in ``work/run`` on the first ``train_lines`` training and ``valid_lines``
+    validation pairs of the demo data (``data``: ``{split}.{de,en}.xz``; the validation pairs
+    double as the test split), adopting ``teacher_dir``'s SentencePiece model and vocabulary,
+    so no SentencePiece training is timed or varies between runs."""
+    import lzma
+
+    for split, n in (("train", train_lines), ("valid", valid_lines)):
+        for lang in ("de", "en"):
+            with lzma.open(data / f"{split}.{lang}.xz", "rt", encoding="utf-8") as handle:
+                lines = handle.read().split("\n")[:n]
+            (work / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = work / "run"
+    kdnmt("prepare", "--run", run, "--src", "de", "--tgt", "en", "--train", work / "train",
+          "--valid", work / "valid", "--test", work / "valid",
+          "--teacher-checkpoint", teacher_dir / "teacher.pt",
+          "--teacher-spm", teacher_dir / "spm.model")
+    return run
+
+
 def kdnmt_measured(*args: object, env: dict[str, str] | None = None) -> dict[str, float]:
     """Run one kdnmt command in a child process; its wall-clock seconds, CPU seconds and peak
     resident memory (MB), from the child's own resource usage."""

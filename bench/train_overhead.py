@@ -25,7 +25,6 @@ Not a test: figures go to docs/benchmarks.md with the command that produced them
 from __future__ import annotations
 
 import argparse
-import lzma
 import os
 import re
 import shutil
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import REPO, kdnmt, kdnmt_measured, machine_header
+from _common import REPO, kdnmt_measured, machine_header, prepare_demo_slice
 
 #: OpenNMT-py's own trainer, with kdnmt's import-time shims only (see the module docstring).
 BARE = """
@@ -104,16 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kdnmt-train-overhead-"))
     try:
-        for split, n in (("train", args.lines), ("valid", 300)):
-            for lang in ("de", "en"):
-                with lzma.open(args.data / f"{split}.{lang}.xz", "rt", encoding="utf-8") as f:
-                    lines = f.read().split("\n")[:n]
-                (work / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        run = work / "run"
-        kdnmt("prepare", "--run", run, "--src", "de", "--tgt", "en", "--train", work / "train",
-              "--valid", work / "valid", "--test", work / "valid",
-              "--teacher-checkpoint", args.teacher_dir / "teacher.pt",
-              "--teacher-spm", args.teacher_dir / "spm.model")
+        run = prepare_demo_slice(work, args.data, args.teacher_dir, args.lines)
         # report every 10 updates; validation and checkpoints at the end only, in both
         config = work / "config.yaml"
         config.write_text(yaml.safe_dump({"training": {

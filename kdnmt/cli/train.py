@@ -52,5 +52,5 @@ def train_command(
     opts = TrainOptions(run=run, name=name, preset=preset, config_file=config, steps=steps,
                         max_minutes=max_minutes, resume=resume, force=force, role=role,
                         world_size=world_size, device=device, init_from=init_from,
-                          precision=precision)
+                        precision=precision)
     run_with_progress(partial(train, opts), f"train {name}")
