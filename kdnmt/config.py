@@ -44,7 +44,7 @@ class ModelConfig:
 
 
 #: training.precision's values (see TrainingConfig).
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @dataclass
@@ -75,7 +75,8 @@ class TrainingConfig:
     bleu_sentences: int = 300
     # Arithmetic of the forward and backward passes on the CPU: fp32, or bf16 (torch's CPU
     # autocast; the weights, optimizer and losses stay float32). bf16 pays on CPUs with native
-    # bfloat16 (avx512_bf16 or AMX): measured in docs/benchmarks.md.
+    # bfloat16 (avx512_bf16 or AMX): measured in docs/benchmarks.md. auto = bf16 on a CPU
+    # with native bfloat16, fp32 elsewhere (resolved when training starts).
     precision: str = "fp32"
 
     def validate(self) -> None:

@@ -125,3 +125,13 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     except OSError:
         pass
     return False
+
+
+def resolve_precision(precision: str, device: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """``training.precision`` as this machine will run it: ``auto`` is ``bf16`` when training
+    on a CPU with native bfloat16 (where it is faster at the same loss: docs/benchmarks.md)
+    and ``fp32`` otherwise (emulated bfloat16 is slower; a GPU has OpenNMT-py's own mixed
+    precision). So recipes can ask for the fast path without reading /proc/cpuinfo."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device == "cpu" and cpu_has_native_bf16(cpuinfo) else "fp32"

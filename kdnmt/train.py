@@ -75,7 +75,7 @@ def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Pat
 
         apply_overrides(config, _overrides(opts), "command line")
         config.validate()
-        _check_extras(config)
+        _check_before_writing(config, opts.device)
         if not checkpoints:
             return config, None
         latest = checkpoints[-1]
@@ -88,14 +88,31 @@ def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Pat
                 "pass --resume to continue it or --force to start again"
             )
     config = resolve_config(opts.preset, opts.config_file, _overrides(opts))
-    _check_extras(config)  # before --force deletes anything
+    _check_before_writing(config, opts.device)  # before --force deletes anything
     if model_dir.exists() and any(model_dir.iterdir()):
         shutil.rmtree(model_dir)
     return config, None
 
 
-def _check_extras(config: TrainConfig) -> None:
-    """Optional packages the configuration asks for (training.tensorboard)."""
+def _check_before_writing(config: TrainConfig, device: str) -> None:
+    """Everything about the configuration that can be refused without training, checked
+    before ``--force`` deletes the old model or a new directory is written: what the device
+    cannot run (``onmt.model_dtype``, ``training.precision``), ``onmt:`` options OpenNMT-py
+    refuses, and the optional packages the
+    configuration asks for (training.tensorboard). Resolves ``training.precision: auto`` to
+    what this machine runs (recorded so in the model's config.yaml)."""
+    from kdnmt.devices import resolve_precision
+    from kdnmt.onmt_bridge.options import (
+        check_passthrough,
+        check_passthrough_device,
+        check_precision,
+    )
+
+    if config.onmt:
+        check_passthrough(config.onmt)
+        check_passthrough_device(config.onmt, device)
+    config.training.precision = resolve_precision(config.training.precision, device)
+    check_precision(config.training.precision, device)
     if config.training.tensorboard:
         from kdnmt.onmt_bridge.training import require_tensorboard
 
@@ -188,8 +205,6 @@ def train(
     )
     from kdnmt.onmt_bridge.devices import check_device
     from kdnmt.onmt_bridge.options import (
-        check_passthrough_device,
-        check_precision,
         onmt_train_options,
         parse_train_options,
         write_onmt_yaml,
@@ -210,8 +225,6 @@ def train(
         _check_init_shape(init_checkpoint, init_info["name"],
                           resolve_config(opts.preset, opts.config_file, _overrides(opts)))
     config, train_from = prepare_model_dir(run, opts)
-    check_passthrough_device(config.onmt, opts.device)  # before the model directory is written
-    check_precision(config.training.precision, opts.device)
     src, tgt = manifest["src"], manifest["tgt"]
     model_dir = run.model_dir(opts.name)
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -61,8 +61,9 @@ if TYPE_CHECKING:
 else:
     _Precision = choices(PRECISIONS)
 PrecisionOption = Annotated[_Precision | None, typer.Option(
-    help="Training arithmetic on the CPU: fp32, or bf16 (autocast; faster on CPUs with "
-         "avx512_bf16 or AMX). Overrides training.precision [default: fp32].")]
+    help="Training arithmetic on the CPU: fp32, bf16 (autocast; faster on CPUs with "
+         "avx512_bf16 or AMX), or auto (bf16 where the CPU has it natively, else fp32). "
+         "Overrides training.precision [default: fp32].")]
 # Options shared by the commands that decode with CTranslate2 (generate, eval, translate);
 # the names and checks are kdnmt.devices', the same as train's and distill's --device.
 if TYPE_CHECKING:

@@ -26,9 +26,9 @@ DEMO_STUDENT_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n >
 KDNMT := $(BIN)/kdnmt
 # Training arithmetic: bfloat16 products where the CPU has them natively (avx512_bf16 or AMX;
 # 1.26x the updates per second of the tiny students at one thread each, 1.5x for the teacher
-# of teacher-next at two: docs/benchmarks.md), float32 elsewhere, where bf16 is emulated.
-NATIVE_BF16 := $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)
-DEMO_PRECISION ?= $(NATIVE_BF16)
+# of teacher-next at two: docs/benchmarks.md), float32 elsewhere, where bf16 is emulated:
+# kdnmt's --precision auto decides, and the model's config.yaml records which it ran.
+DEMO_PRECISION ?= auto
 # $(call RESUME_IF_STARTED,RUN,MODEL): --resume when MODEL has started training in RUN.
 RESUME_IF_STARTED = $$(test -f $(1)/models/$(2)/config.yaml && echo --resume)
 ifeq ($(DEMO_TEACHER),bundled)
@@ -108,7 +108,7 @@ NEXT_TEACHER_DIR ?= data/demo/teacher-next
 NEXT_TEACHER_STEPS ?= 12000
 NEXT_TEACHER_MINUTES ?= 120
 NEXT_TEACHER_NAME := t384
-NEXT_TEACHER_PRECISION ?= $(NATIVE_BF16)
+NEXT_TEACHER_PRECISION ?= auto
 
 .PHONY: teacher-next
 teacher-next: install

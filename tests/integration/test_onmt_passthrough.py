@@ -103,3 +103,18 @@ def test_owned_and_tunable_names_are_opennmt_options(tmp_path: Path) -> None:
                                valid_src=tmp_path, valid_tgt=tmp_path, vocab=tmp_path,
                                vocab_entries=8, model_dir=tmp_path, train_pairs=8)
     assert TUNABLE_DEFAULTS <= set(built) and not TUNABLE_DEFAULTS & set(owned_options())
+
+
+@pytest.mark.slow
+def test_a_refused_force_keeps_the_old_model(prepared_run: Path, copy_run,
+                                            tmp_path: Path) -> None:
+    """--force deletes the old model only once the new configuration is known to run: a
+    refusal (a bad onmt option, fp16 on the CPU) leaves the model that was there."""
+    run = copy_run(prepared_run)
+    result = _train(run, _config(tmp_path, {}), 5)
+    assert result.exit_code == 0, result.output
+    before = sorted(p.name for p in (run / "models" / "m").iterdir())
+    for onmt, needle in (({"early_stoping": 2}, "did you mean early_stopping"),
+                         ({"model_dtype": "fp16"}, "onmt.model_dtype fp16 trains on a GPU only")):
+        assert_clean_error(_train(run, _config(tmp_path, onmt), 5, "--force"), needle)
+        assert sorted(p.name for p in (run / "models" / "m").iterdir()) == before

@@ -69,3 +69,20 @@ def test_bf16_distillation_with_an_online_teacher(trained_run: Path, tiny_config
     assert sorted(fp32) == sorted(bf16) == [5, 10, 15, 20]
     for step, loss in fp32.items():
         assert bf16[step] == pytest.approx(loss, rel=0.02), step
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_records_what_ran(prepared_run: Path, tiny_config: Path, copy_run,
+                                         monkeypatch, native: bool, expected: str) -> None:
+    """--precision auto (what the recipes pass) trains in bf16 only where the CPU has it, and
+    the model records the precision it ran with, not 'auto'."""
+    import kdnmt.devices
+
+    monkeypatch.setattr(kdnmt.devices, "cpu_has_native_bf16", lambda *_: native)
+    run = copy_run(prepared_run)
+    result = run_cli("train", "--run", run, "--name", "a", "--preset", "tiny",
+                     "--config", tiny_config, "--steps", "5", "--precision", "auto")
+    assert result.exit_code == 0, result.output
+    assert "no native bfloat16" not in result.output
+    info = json.loads((run / "models" / "a" / "model.json").read_text())
+    assert info["config"]["training"]["precision"] == expected

@@ -14,3 +14,16 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path) -> None:
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
     assert not cpu_has_native_bf16(str(info))
     assert not cpu_has_native_bf16(str(tmp_path / "missing"))  # not Linux: say no
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_that_has_it(tmp_path) -> None:
+    from kdnmt.devices import resolve_precision
+
+    native, emulated = tmp_path / "native", tmp_path / "emulated"
+    native.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    emulated.write_text("flags\t\t: fpu avx2\n")
+    assert resolve_precision("auto", "cpu", str(native)) == "bf16"
+    assert resolve_precision("auto", "cpu", str(emulated)) == "fp32"
+    assert resolve_precision("auto", "cuda", str(native)) == "fp32"  # the GPU has its own
+    for explicit in ("fp32", "bf16"):  # an explicit choice is the user's, kept as given
+        assert resolve_precision(explicit, "cpu", str(emulated)) == explicit
