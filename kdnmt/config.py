@@ -43,6 +43,8 @@ class ModelConfig:
             check(0.0 <= value < 1.0, f"model.{name} must be in [0, 1), got {value}")
 
 
+#: What a model of a run is for (model.json's role; `kdnmt train --role`).
+ROLES = ("teacher", "student")
 #: training.precision's values (see TrainingConfig).
 PRECISIONS = ("fp32", "bf16", "auto")
 

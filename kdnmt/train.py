@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from kdnmt.config import TrainConfig, config_from_dict, config_to_yaml, resolve_config
+from kdnmt.config import ROLES, TrainConfig, config_from_dict, config_to_yaml, resolve_config
 from kdnmt.errors import KdnmtError, check
 from kdnmt.fileio import remove_stale_temps, sha256_file, write_json, write_text
 from kdnmt.rundir import RunDir
@@ -36,7 +36,7 @@ class TrainOptions:
     max_minutes: float | None = None
     resume: bool = False
     force: bool = False
-    role: str = "teacher"
+    role: str | None = None  # teacher or student; None: see _role_of
     world_size: int = 1
     device: str = "cpu"
     init_from: str | None = None  # a model of the same run to warm-start from (its weights)
@@ -92,6 +92,19 @@ def prepare_model_dir(run: RunDir, opts: TrainOptions) -> tuple[TrainConfig, Pat
     if model_dir.exists() and any(model_dir.iterdir()):
         shutil.rmtree(model_dir)
     return config, None
+
+
+def _role_of(opts: TrainOptions, model_dir: Path) -> str:
+    """The role model.json records: the one asked for; else, on a resumed model, the one it
+    recorded before; else teacher for a name starting with 'teacher' and student otherwise
+    (the convention of the recipes, so most users never pass --role)."""
+    if opts.role is not None:
+        return opts.role
+    if opts.resume and (model_dir / "model.json").is_file():
+        recorded = json.loads((model_dir / "model.json").read_text(encoding="utf-8")).get("role")
+        if recorded in ROLES:
+            return str(recorded)
+    return "teacher" if opts.name.startswith("teacher") else "student"
 
 
 def _check_before_writing(config: TrainConfig, device: str) -> None:
@@ -308,7 +321,7 @@ def train(
     checkpoint = load_checkpoint(final)
     info: dict[str, Any] = {
         "name": opts.name,
-        "role": opts.role,
+        "role": _role_of(opts, model_dir),
         "preset": opts.preset,
         "checkpoint": final.name,
         "checkpoint_sha256": sha256_file(final),

@@ -17,7 +17,7 @@ from kdnmt.cli.common import (
     error_boundary,
 )
 from kdnmt.cli.progress import run_with_progress
-from kdnmt.config import PRESETS
+from kdnmt.config import PRESETS, ROLES
 
 
 @error_boundary
@@ -37,6 +37,9 @@ def train_command(
     device: DeviceOption = "cpu",
     init_from: InitFromOption = None,
     precision: PrecisionOption = None,
+    role: Annotated[choices(ROLES) | None, typer.Option(  # type: ignore[valid-type]
+        help="What the model is for, recorded in model.json and shown by eval and export "
+             "[default: teacher for a name starting with 'teacher', else student].")] = None,
     force: Annotated[bool, typer.Option(help="Delete an existing model of this name first.")] = False,
 ) -> None:
     """Train a transformer (teacher or baseline student) with OpenNMT-py's trainer."""
@@ -48,7 +51,6 @@ def train_command(
 
     preset_config(preset)  # an unknown preset fails before anything else
     check_device(device, world_size)  # so does a device this machine lacks
-    role = "teacher" if name.startswith("teacher") else "student"
     opts = TrainOptions(run=run, name=name, preset=preset, config_file=config, steps=steps,
                         max_minutes=max_minutes, resume=resume, force=force, role=role,
                         world_size=world_size, device=device, init_from=init_from,

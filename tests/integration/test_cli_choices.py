@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kdnmt.cli.app import app
-from kdnmt.config import PRESETS
+from kdnmt.config import PRECISIONS, PRESETS, ROLES
 from kdnmt.corpus.noise import NOISE_LEVELS
 from kdnmt.distill import METHODS, TEACHER_MODES
 from kdnmt.models import QUANTIZATIONS
@@ -24,6 +24,8 @@ CHOICES = [
     ("distill", "--preset", PRESETS),
     ("distill", "--teacher-mode", TEACHER_MODES),
     ("train", "--preset", PRESETS),
+    ("train", "--role", ROLES),
+    ("train", "--precision", PRECISIONS),
     ("advise", "--student-preset", PRESETS),
     ("advise", "--quantization", QUANTIZATIONS),
     ("eval", "--quantization", QUANTIZATIONS),

@@ -286,3 +286,21 @@ def test_tensorboard_events(prepared_run: Path, copy_run, tmp_path: Path) -> Non
     valid = [r for r in rows if r["split"] == "valid"]
     assert [round(e.value, 3) for e in events.Scalars("valid/xent")] == \
         [round(float(r["loss"]), 3) for r in valid]
+
+
+def test_role_is_recorded_and_kept_on_resume(prepared_run: Path, copy_run,
+                                             tmp_path: Path) -> None:
+    """model.json's role (shown by eval and export): --role when given, kept by a resume that
+    does not give it, else inferred from the name."""
+    import json
+
+    run = copy_run(prepared_run)
+    config = _config(tmp_path)
+    args = ("train", "--run", run, "--preset", "tiny", "--config", config)
+    assert run_cli(*args, "--name", "t384", "--role", "teacher", "--steps", "5").exit_code == 0
+    result = run_cli("train", "--run", run, "--name", "t384", "--resume", "--steps", "10")
+    assert result.exit_code == 0, result.output
+    info = json.loads((run / "models" / "t384" / "model.json").read_text())
+    assert (info["role"], info["step"]) == ("teacher", 10)
+    assert run_cli(*args, "--name", "base", "--steps", "5").exit_code == 0
+    assert json.loads((run / "models" / "base" / "model.json").read_text())["role"] == "student"
