@@ -8,7 +8,7 @@ batches, interleaved, --repeats times; printed are the median tokens/s of the re
 (kdnmt's train.log, the first interval left out as warm-up), the loss at the last update (the
 two must stay close: the same training, done in another arithmetic) and the ratio.
 
-    .venv/bin/python bench/precision.py [--config recipes/demo/strong-teacher.yaml]
+    .venv/bin/python bench/precision.py [--config recipes/demo/bundled-teacher.yaml]
         [--preset tiny] [--lines 20000] [--steps 60] [--repeats 2]
 
 Not a test: figures go to docs/benchmarks.md with the command that produced them.

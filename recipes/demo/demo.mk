@@ -25,8 +25,8 @@ DEMO_STUDENT_MAX_MINUTES ?= 40
 DEMO_STUDENT_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 1 ? n / 2 : 1 )))
 KDNMT := $(BIN)/kdnmt
 # Training arithmetic: bfloat16 products where the CPU has them natively (avx512_bf16 or AMX;
-# 1.26x the updates per second of the tiny students at one thread each, 1.5x for the teacher
-# of teacher-next at two: docs/benchmarks.md), float32 elsewhere, where bf16 is emulated:
+# 1.26x the updates per second of the tiny students at one thread each, 1.5x for the bundled
+# teacher's shape at two: docs/benchmarks.md), float32 elsewhere, where bf16 is emulated:
 # kdnmt's --precision auto decides, and the model's config.yaml records which it ran.
 DEMO_PRECISION ?= auto
 # $(call RESUME_IF_STARTED,RUN,MODEL): --resume when MODEL has started training in RUN.
@@ -77,53 +77,41 @@ demo-student-seq:
 demo-clean:
 	rm -rf $(DEMO_RUN)
 
-# Rebuild the bundled teacher (needs ../shared/data/de-en and ~40 minutes on 2 CPU cores): the
-# same data, configuration and number of updates as the released one, then the release itself.
+# The bundled teacher (data/demo/teacher/README.md): d_model 384, 3+1 layers, 9.2M parameters,
+# trained by kdnmt on the full corpus (SHARED_DATA) with the demo's SentencePiece model and
+# vocabulary, over several sittings. It ships as a resumable release (float16 weights, the
+# optimizer's step counters, its logs). Each `make demo-bundled-teacher` puts the release back
+# into BUNDLED_TEACHER_RUN (continue_teacher.py) unless that run has the model already, trains up
+# to BUNDLED_TEACHER_MINUTES more (safety cap; the budget is BUNDLED_TEACHER_STEPS updates),
+# evaluates, and releases where it got to into DEMO_TEACHER_DIR; the demo's figures must then be
+# measured again (docs/demo.md). BUNDLED_TEACHER_FROM=scratch starts over from random weights
+# (same vocabulary, same schedule): to rebuild the release, train to its step
+# (released-from.json).
 SHARED_DATA ?= ../shared/data/de-en
 BUNDLED_TEACHER_RUN ?= runs/demo-teacher
-BUNDLED_TEACHER_STEPS ?= 2622
+BUNDLED_TEACHER_STEPS ?= 12000
+BUNDLED_TEACHER_MINUTES ?= 120
+BUNDLED_TEACHER_FROM ?= release
+BUNDLED_TEACHER_NAME := t384
+BUNDLED_TEACHER_PRECISION ?= auto
+ifeq ($(filter $(BUNDLED_TEACHER_FROM),release scratch),)
+$(error BUNDLED_TEACHER_FROM must be release or scratch, not '$(BUNDLED_TEACHER_FROM)')
+endif
 
 .PHONY: demo-bundled-teacher
 demo-bundled-teacher: install
 	@test -f $(BUNDLED_TEACHER_RUN)/manifest.json || $(KDNMT) prepare --run $(BUNDLED_TEACHER_RUN) \
 		--src de --tgt en --train $(SHARED_DATA)/train --valid $(DEMO_DATA)/valid \
-		--test $(DEMO_DATA)/test --vocab-size $(DEMO_VOCAB)
-	@test -f $(BUNDLED_TEACHER_RUN)/models/teacher/model.json || $(KDNMT) train \
-		--run $(BUNDLED_TEACHER_RUN) --name teacher --preset tiny \
-		--config recipes/demo/bundled-teacher.yaml --steps $(BUNDLED_TEACHER_STEPS) \
-		$$(test -f $(BUNDLED_TEACHER_RUN)/models/teacher/config.yaml && echo --resume)
-	$(KDNMT) eval --run $(BUNDLED_TEACHER_RUN) --models teacher --beam 1,5
-	$(BIN)/python recipes/demo/release_teacher.py --run $(BUNDLED_TEACHER_RUN) --model teacher \
-		--out $(DEMO_TEACHER_DIR)
-
-# The stronger teacher (issue 13; data/demo/teacher-next/README.md): d_model 384, 3+1 layers, 9.2M
-# parameters, on the full corpus with the bundled teacher's vocabulary (so that the demo's
-# students can share it). It needs more CPU hours than one sitting: each `make teacher-next`
-# trains up to NEXT_TEACHER_MINUTES more (safety cap; the budget is NEXT_TEACHER_STEPS
-# updates), evaluates, and releases where it got to into NEXT_TEACHER_DIR with its step counters
-# and logs (release_teacher.py --resumable). A later sitting on another machine picks that
-# release up (continue_teacher.py) and goes on with the same schedule.
-NEXT_TEACHER_RUN ?= runs/teacher-next
-NEXT_TEACHER_DIR ?= data/demo/teacher-next
-NEXT_TEACHER_STEPS ?= 12000
-NEXT_TEACHER_MINUTES ?= 120
-NEXT_TEACHER_NAME := t384
-NEXT_TEACHER_PRECISION ?= auto
-
-.PHONY: teacher-next
-teacher-next: install
-	@test -f $(NEXT_TEACHER_RUN)/manifest.json || $(KDNMT) prepare --run $(NEXT_TEACHER_RUN) \
-		--src de --tgt en --train $(SHARED_DATA)/train --valid $(DEMO_DATA)/valid \
 		--test $(DEMO_DATA)/test --teacher-checkpoint $(DEMO_TEACHER_DIR)/teacher.pt \
 		--teacher-spm $(DEMO_TEACHER_DIR)/spm.model --teacher-vocab $(DEMO_TEACHER_DIR)/vocab.txt
-	@test -f $(NEXT_TEACHER_RUN)/models/$(NEXT_TEACHER_NAME)/config.yaml \
-		|| ! test -f $(NEXT_TEACHER_DIR)/teacher.pt \
-		|| $(BIN)/python recipes/demo/continue_teacher.py --release $(NEXT_TEACHER_DIR) \
-		--run $(NEXT_TEACHER_RUN) --model $(NEXT_TEACHER_NAME)
-	$(KDNMT) train --run $(NEXT_TEACHER_RUN) --name $(NEXT_TEACHER_NAME) --preset tiny \
-		--config recipes/demo/strong-teacher.yaml --steps $(NEXT_TEACHER_STEPS) \
-		--max-minutes $(NEXT_TEACHER_MINUTES) --precision $(NEXT_TEACHER_PRECISION) \
-		$(call RESUME_IF_STARTED,$(NEXT_TEACHER_RUN),$(NEXT_TEACHER_NAME))
-	$(KDNMT) eval --run $(NEXT_TEACHER_RUN) --models $(NEXT_TEACHER_NAME) --beam 1,5
-	$(BIN)/python recipes/demo/release_teacher.py --run $(NEXT_TEACHER_RUN) \
-		--model $(NEXT_TEACHER_NAME) --out $(NEXT_TEACHER_DIR) --resumable
+	@test -f $(BUNDLED_TEACHER_RUN)/models/$(BUNDLED_TEACHER_NAME)/config.yaml \
+		|| test $(BUNDLED_TEACHER_FROM) = scratch \
+		|| $(BIN)/python recipes/demo/continue_teacher.py --release $(DEMO_TEACHER_DIR) \
+		--run $(BUNDLED_TEACHER_RUN) --model $(BUNDLED_TEACHER_NAME)
+	$(KDNMT) train --run $(BUNDLED_TEACHER_RUN) --name $(BUNDLED_TEACHER_NAME) --role teacher \
+		--preset tiny --config recipes/demo/bundled-teacher.yaml --steps $(BUNDLED_TEACHER_STEPS) \
+		--max-minutes $(BUNDLED_TEACHER_MINUTES) --precision $(BUNDLED_TEACHER_PRECISION) \
+		$(call RESUME_IF_STARTED,$(BUNDLED_TEACHER_RUN),$(BUNDLED_TEACHER_NAME))
+	$(KDNMT) eval --run $(BUNDLED_TEACHER_RUN) --models $(BUNDLED_TEACHER_NAME) --beam 1,5
+	$(BIN)/python recipes/demo/release_teacher.py --run $(BUNDLED_TEACHER_RUN) \
+		--model $(BUNDLED_TEACHER_NAME) --out $(DEMO_TEACHER_DIR) --resumable
