@@ -206,7 +206,10 @@ def _copy_as_float32(checkpoint: Path, target: Path) -> bool:
 
 def register_teacher(source: TeacherSource, checked: CheckedTeacher, run: RunDir,
                      manifest: dict[str, Any]) -> dict[str, Any]:
-    """Copy the teacher into ``models/NAME`` and write its ``model.json``."""
+    """Copy the teacher into ``models/NAME`` and write its ``model.json`` (with the updates it
+    was trained for where its checkpoint still says so, for eval's step column)."""
+    from kdnmt.onmt_bridge.checkpoint import load_checkpoint, trained_steps
+
     model_dir = run.model_dir(source.name)
     if model_dir.exists():
         shutil.rmtree(model_dir)
@@ -231,7 +234,8 @@ def register_teacher(source: TeacherSource, checked: CheckedTeacher, run: RunDir
                 shutil.copyfile(source.checkpoint, tmp)
         else:
             info["notes"] = [*checked.notes, "a released (float16) checkpoint: the run holds a float32 copy"]
-        info.update(checkpoint=target.name, checkpoint_sha256=sha256_file(target))
+        info.update(checkpoint=target.name, checkpoint_sha256=sha256_file(target),
+                    step=trained_steps(load_checkpoint(target)))
     else:
         shutil.copytree(source.ct2_dir, model_dir / "ct2")  # type: ignore[arg-type]
         info.update(ct2_only=True, checkpoint=None,

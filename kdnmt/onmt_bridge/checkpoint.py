@@ -51,6 +51,16 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
+def trained_steps(checkpoint: dict[str, Any]) -> int | None:
+    """Updates a loaded checkpoint was trained for, read from its optimizer's step counter (a
+    training checkpoint, or a resumable release that keeps the counters); None where the
+    optimizer state was dropped. OpenNMT-py saves the step it will take next."""
+    optim = checkpoint.get("optim")
+    if isinstance(optim, dict) and isinstance(optim.get("training_step"), int):
+        return int(optim["training_step"]) - 1
+    return None
+
+
 def list_checkpoints(model_dir: Path) -> list[Path]:
     """Checkpoints saved by OpenNMT-py in ``model_dir``, oldest step first."""
     found = [p for p in Path(model_dir).glob("*_step_*.pt") if checkpoint_step(p) >= 0]

@@ -173,6 +173,7 @@ def test_released_float16_teacher_is_adopted_in_float32(trained_run, corpus, tmp
     assert result.exit_code == 0, result.output
     info = json.loads((run / "models" / "teacher" / "model.json").read_text())
     assert any("float16" in note for note in info["notes"])
+    assert info["step"] is None  # no optimizer state: the release does not say
     # the release stores tied weights once and leaves out the sinusoidal position tables...
     assert not any(k.endswith(".pe.pe") for k in shipped["model"])
     tied = shipped["model"]["encoder.embeddings.make_embedding.emb_luts.0.weight"]
@@ -226,6 +227,8 @@ def test_resumable_release_trains_on_where_it_stopped(trained_run, corpus, tmp_p
     assert prepare_with(run, corpus, "--teacher-checkpoint", released / "teacher.pt",
                         "--teacher-spm", released / "spm.model",
                         "--teacher-vocab", released / "vocab.txt").exit_code == 0
+    adopted = json.loads((run / "models" / "teacher" / "model.json").read_text())
+    assert adopted["step"] == 40  # from the kept step counters: eval's step column
     _recipe_script("continue_teacher.py", "--release", released, "--run", run,
                    "--model", "next")
     result = run_cli("train", "--run", run, "--name", "next", "--resume", "--steps", "50")
