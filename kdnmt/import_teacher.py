@@ -70,6 +70,7 @@ class CheckedTeacher:
 
     tokens: list[str]  # vocabulary in the teacher's id order, without OpenNMT-py specials
     parameters: int | None
+    step: int | None = None  # updates it was trained for, where its checkpoint says
     notes: list[str] = field(default_factory=list)
     opt_summary: dict[str, Any] = field(default_factory=dict)
 
@@ -131,7 +132,7 @@ def check_checkpoint_teacher(source: TeacherSource, tokenizer: Tokenizer) -> Che
         notes.append("saved with self_attn_type scaled-dot-flash: same weights as scaled-dot; "
                      "kdnmt rewrites the option when converting to CTranslate2")
     return CheckedTeacher(
-        tokens=tokens, parameters=info.parameters, notes=notes,
+        tokens=tokens, parameters=info.parameters, step=info.trained_steps, notes=notes,
         opt_summary={"hidden_size": info.hidden_size, "enc_layers": info.enc_layers,
                      "dec_layers": info.dec_layers, "self_attn_type": info.self_attn_type},
     )
@@ -208,8 +209,6 @@ def register_teacher(source: TeacherSource, checked: CheckedTeacher, run: RunDir
                      manifest: dict[str, Any]) -> dict[str, Any]:
     """Copy the teacher into ``models/NAME`` and write its ``model.json`` (with the updates it
     was trained for where its checkpoint still says so, for eval's step column)."""
-    from kdnmt.onmt_bridge.checkpoint import load_checkpoint, trained_steps
-
     model_dir = run.model_dir(source.name)
     if model_dir.exists():
         shutil.rmtree(model_dir)
@@ -219,7 +218,7 @@ def register_teacher(source: TeacherSource, checked: CheckedTeacher, run: RunDir
         "role": "teacher",
         "imported_from": str((source.checkpoint or source.ct2_dir).resolve()),  # type: ignore[union-attr]
         "parameters": checked.parameters,
-        "step": None,
+        "step": checked.step,
         "spm_sha256": manifest["sentencepiece"]["sha256"],
         "vocab_sha256": manifest["vocab"]["sha256"],
         "src": manifest["src"],
@@ -234,8 +233,7 @@ def register_teacher(source: TeacherSource, checked: CheckedTeacher, run: RunDir
                 shutil.copyfile(source.checkpoint, tmp)
         else:
             info["notes"] = [*checked.notes, "a released (float16) checkpoint: the run holds a float32 copy"]
-        info.update(checkpoint=target.name, checkpoint_sha256=sha256_file(target),
-                    step=trained_steps(load_checkpoint(target)))
+        info.update(checkpoint=target.name, checkpoint_sha256=sha256_file(target))
     else:
         shutil.copytree(source.ct2_dir, model_dir / "ct2")  # type: ignore[arg-type]
         info.update(ct2_only=True, checkpoint=None,

@@ -109,11 +109,11 @@ def _role_of(opts: TrainOptions, model_dir: Path) -> str:
 
 def _check_before_writing(config: TrainConfig, device: str) -> None:
     """Everything about the configuration that can be refused without training, checked
-    before ``--force`` deletes the old model or a new directory is written: what the device
-    cannot run (``onmt.model_dtype``, ``training.precision``), ``onmt:`` options OpenNMT-py
-    refuses, and the optional packages the
-    configuration asks for (training.tensorboard). Resolves ``training.precision: auto`` to
-    what this machine runs (recorded so in the model's config.yaml)."""
+    before ``--force`` deletes the old model or a new directory is written: ``onmt:`` options
+    OpenNMT-py refuses, what the device cannot run (``onmt.model_dtype``,
+    ``training.precision``) and the optional packages the configuration asks for
+    (training.tensorboard). Resolves ``training.precision: auto`` to what this machine runs
+    first, so that the model's config.yaml records that."""
     from kdnmt.devices import resolve_precision
     from kdnmt.onmt_bridge.options import (
         check_passthrough,

@@ -51,11 +51,11 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def trained_steps(checkpoint: dict[str, Any]) -> int | None:
-    """Updates a loaded checkpoint was trained for, read from its optimizer's step counter (a
-    training checkpoint, or a resumable release that keeps the counters); None where the
-    optimizer state was dropped. OpenNMT-py saves the step it will take next."""
-    optim = checkpoint.get("optim")
+def trained_steps(optim: object) -> int | None:
+    """Updates a checkpoint was trained for, read from its optimizer state (``checkpoint
+    ["optim"]``: a training checkpoint, or a resumable release that keeps the step counters);
+    None where the optimizer state was dropped. OpenNMT-py saves the step it will take next,
+    and names its checkpoint after the last one taken."""
     if isinstance(optim, dict) and isinstance(optim.get("training_step"), int):
         return int(optim["training_step"]) - 1
     return None
@@ -80,6 +80,7 @@ class CheckpointInfo:
     enc_layers: int
     dec_layers: int
     parameters: int
+    trained_steps: int | None  # None where the optimizer state was dropped
 
 
 def inspect_checkpoint(checkpoint: dict[str, Any]) -> CheckpointInfo:
@@ -96,6 +97,7 @@ def inspect_checkpoint(checkpoint: dict[str, Any]) -> CheckpointInfo:
         enc_layers=int(getattr(opt, "enc_layers", 0) or 0),
         dec_layers=int(getattr(opt, "dec_layers", 0) or 0),
         parameters=count_parameters(checkpoint),
+        trained_steps=trained_steps(checkpoint.get("optim")),
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kdnmt.onmt_bridge.checkpoint import trained_steps
+
 #: Where a resumable release keeps the model directory's files that a resumed run reads.
 TRAINING_DIR = "training"
 TRAINING_FILES = ("config.yaml", "metrics.csv", "curve.csv")
@@ -27,9 +29,11 @@ def steps_only(optim: object, who: str) -> dict[str, int]:
 
 
 def last_step(optim: object, who: str) -> int:
-    """The update a release stopped after. OpenNMT-py saves the step it will take next, and
-    names its checkpoint after the last one taken."""
-    return steps_only(optim, who)["training_step"] - 1
+    """The update a release stopped after (the bridge's reading of OpenNMT-py's counter)."""
+    steps_only(optim, who)  # one line and exit where there is no counter
+    step = trained_steps(optim)
+    assert step is not None
+    return step
 
 
 def check_release(release: Path, who: str) -> None:
