@@ -176,15 +176,15 @@ SIGNIFICANCE_HEADER = ("model", "baseline", "beam", "sents", "ΔBLEU [95% CI]", 
                        "BLEU", "ΔchrF [95% CI]", "p bs / ar", "chrF")
 
 
-def _at_step(name: str, step: Any) -> str:
+def at_step(name: str, step: Any) -> str:
     """A model at its checkpoint: rows of earlier checkpoints stay in the report."""
     return name if step is None else f"{name} (step {step})"
 
 
 def significance_cells(row: dict[str, Any]) -> list[str]:
     sig = row["significance"]
-    cells = [_at_step(row["model"], row.get("step")),
-             _at_step(sig["baseline"], sig.get("baseline_step")),
+    cells = [at_step(row["model"], row.get("step")),
+             at_step(sig["baseline"], sig.get("baseline_step")),
              str(row["beam"]), str(row.get("sentences", "?"))]
     for key in ("bleu", "chrf"):
         cells += [delta_cell(sig[key]), p_cell(sig[key]), verdict(sig[key])]

@@ -103,8 +103,10 @@ def _test_id(stem: str, source_sha256: str, reference_sha256: str) -> str:
     return f"{safe}-{digest}"
 
 
-def _read_test(run: RunDir, manifest: dict[str, Any], test: str | None,
-               limit: int) -> TestSet:
+def read_test(run: RunDir, manifest: dict[str, Any], test: str | None,
+              limit: int) -> TestSet:
+    """The test pairs eval scores (the prepared split, or ``--test PREFIX``), normalised, cut
+    to ``limit`` pairs (0: all), with both whole files' sha256."""
     src, tgt = manifest["src"], manifest["tgt"]
     if test is None:
         check("test" in manifest["splits"],
@@ -129,7 +131,7 @@ def prepared_test_identity(run: RunDir) -> tuple[str, int]:
     """(test id, sentence count) that `eval` gives the whole prepared test split of ``run``,
     as its rows record them (``test_id``, ``sentences``)."""
     manifest = run.load_manifest()
-    test = _read_test(run, manifest, None, 0)
+    test = read_test(run, manifest, None, 0)
     return test.test_id, len(test.sources)
 
 
@@ -211,7 +213,7 @@ def evaluate(opts: EvalOptions,
             raise KdnmtError(f"{exc}: add --no-teacher-forced to score with CTranslate2 "
                              "only") from None
     load_rows(run.eval_json)  # a damaged report fails before any decoding, not after it
-    test = _read_test(run, manifest, opts.test, opts.max_sentences)
+    test = read_test(run, manifest, opts.test, opts.max_sentences)
     rows = []
     outputs: dict[tuple[str, int], list[str]] = {}
     pieces: tuple[list[str], list[str]] | None = None

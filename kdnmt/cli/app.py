@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from kdnmt import __version__
 from kdnmt.cli.advise import advise_command
+from kdnmt.cli.compare import compare_command
 from kdnmt.cli.distill import distill_command
 from kdnmt.cli.doctor import doctor_command
 from kdnmt.cli.evaluate import eval_command
@@ -80,6 +81,7 @@ app.command("distill")(distill_command)
 app.command("export")(export_command)
 app.command("translate")(translate_command)
 app.command("eval")(eval_command)
+app.command("compare")(compare_command)
 app.command("plot")(plot_command)
 app.command("doctor")(doctor_command)
 app.command("study")(study_command)

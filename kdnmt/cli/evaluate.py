@@ -66,14 +66,14 @@ def eval_command(
                        bleu_tokenize=bleu_tokenize, device=device, compute_type=compute_type)
     with console.status("evaluating") as status:
         rows = evaluate(opts, on_progress=lambda msg: status.update(msg))
-    table = _table(f"eval: {rows[0]['test']}, {rows[0]['sentences']} sentences"
+    table = compact_table(f"eval: {rows[0]['test']}, {rows[0]['sentences']} sentences"
                    if rows else "eval", [h for _, h in TERMINAL_COLUMNS])
     for row in rows:
         table.add_row(*(format_cell(k, row.get(k)) for k, _ in TERMINAL_COLUMNS))
     console.print(table)
     compared = [r for r in rows if r.get("significance")]
     if compared:
-        sig_table = _table(f"paired tests against {baseline}: Δ = model − {baseline}, "
+        sig_table = compact_table(f"paired tests against {baseline}: Δ = model − {baseline}, "
                            "significant only when both p < 0.05",
                            ["model", "beam", "metric", "Δ [95% CI]", "p bs / ar", "verdict"])
         for row in compared:
@@ -86,7 +86,7 @@ def eval_command(
     console.print(f"written: {run / 'reports' / 'eval.json'} and eval.md")
 
 
-def _table(title: str, headers: list[str]) -> Table:
+def compact_table(title: str, headers: list[str]) -> Table:
     """A borderless table: the columns fit 80 characters."""
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False,
                   pad_edge=False)

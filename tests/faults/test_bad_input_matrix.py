@@ -806,6 +806,29 @@ def _(ctx: Ctx) -> Call:
                  "--licence", " "), ("--licence must be one non-empty line",), (out,))
 
 
+# --------------------------------------------------------------------------- compare
+# (cases that need evaluated models: tests/integration/test_compare_cli.py)
+
+
+@case("compare/one model")
+def _(ctx: Ctx) -> Call:
+    return Call(("compare", "--run", ctx.trained_src, "--models", "teacher,teacher"),
+                ("needs at least two different models",), (ctx.trained_src / "reports",))
+
+
+@case("compare/--bootstrap 10")
+def _(ctx: Ctx) -> Call:
+    return Call(("compare", "--run", ctx.trained_src, "--models", "teacher,x", "--bootstrap",
+                 "10"), ("--bootstrap must be >= 100",), (ctx.trained_src / "reports",))
+
+
+@case("compare/no eval yet")
+def _(ctx: Ctx) -> Call:
+    return Call(("compare", "--run", ctx.trained_src, "--models", "teacher,x"),
+                ("eval.json does not exist", "run `kdnmt eval` first"),
+                (ctx.trained_src / "reports",))
+
+
 # --------------------------------------------------------------------------- plot
 
 
