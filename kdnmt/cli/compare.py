@@ -41,9 +41,10 @@ def compare_command(
                           bootstrap=bootstrap, ar_trials=ar_trials)
     with console.status("comparing") as status:
         rows = compare_models(opts, on_progress=lambda msg: status.update(msg))
-    table = compact_table(f"paired tests, {rows[0]['sentences']} sentences: Δ = A − B, significant "
-                   "only when both p < 0.05",
-                   ["A", "B", "beam", "metric", "Δ [95% CI]", "p bs / ar", "verdict"])
+    counts = sorted({row["sentences"] for row in rows})
+    table = compact_table(f"paired tests on {'/'.join(map(str, counts))} sentences: Δ = A − B, "
+                          "significant only when both p < 0.05",
+                          ["A", "B", "beam", "metric", "Δ [95% CI]", "p bs / ar", "verdict"])
     for row in rows:
         for key, label in (("bleu", "BLEU"), ("chrf", "chrF")):
             table.add_row(row["a"], row["b"], str(row["beam"]), label, delta_cell(row[key]),

@@ -118,10 +118,74 @@ def test_bad_arguments(evaluated: Path, args: tuple[str, ...], needle: str) -> N
     assert not (evaluated / "reports" / "compare.json").exists()
 
 
-def test_unpaired_rows_are_refused(evaluated: Path, copy_run) -> None:
-    """short's latest eval scored 30 sentences, teacher's 40: not a paired comparison."""
+def test_latest_shared_setting_is_used(evaluated: Path, copy_run) -> None:
+    """A later quick eval of one model (30 sentences) does not hide the 40-sentence rows both
+    models share; where they share none, compare refuses."""
     run = copy_run(evaluated)
     assert run_cli("eval", "--run", run, "--models", "short", "--beam", "1", "--limit", "30",
                    "--no-teacher-forced").exit_code == 0
+    result = run_cli("compare", "--run", run, "--models", "teacher,short", "--beam", "1", *ARGS)
+    assert result.exit_code == 0, result.output
+    (comp,) = json.loads((run / "reports" / "compare.json").read_text())["comparisons"]
+    short40 = next(r for r in eval_rows(run) if r["model"] == "short" and r["beam"] == 1
+                   and r["sentences"] == 40)
+    assert (comp["sentences"], comp["b_hypotheses_sha256"]) == (40, short40["hypotheses_sha256"])
+    # both at 40 later: the newest shared setting wins
+    assert run_cli("eval", "--run", run, "--models", "teacher,short", "--beam", "1", "--limit",
+                   "30", "--no-teacher-forced").exit_code == 0
+    assert run_cli("compare", "--run", run, "--models", "teacher,short", "--beam", "1",
+                   *ARGS).exit_code == 0
+    rows = json.loads((run / "reports" / "compare.json").read_text())["comparisons"]
+    assert sorted(r["sentences"] for r in rows) == [30, 40]
+    # beam 3: teacher on 20 sentences, short on 30: nothing shared
+    for name, limit in (("teacher", "20"), ("short", "30")):
+        assert run_cli("eval", "--run", run, "--models", name, "--beam", "3", "--limit", limit,
+                       "--no-teacher-forced").exit_code == 0
+    before = (run / "reports" / "compare.json").read_bytes()
     assert_clean_error(run_cli("compare", "--run", run, "--models", "teacher,short",
-                               "--beam", "1", *ARGS), "differ in sentence count")
+                               "--beam", "3", *ARGS), "never evaluated with the same sentence")
+    assert (run / "reports" / "compare.json").read_bytes() == before
+
+
+def test_missing_or_rescored_translations_are_refused(evaluated: Path, copy_run) -> None:
+    run = copy_run(evaluated)
+    report = json.loads((run / "reports" / "eval.json").read_text())
+    row = next(r for r in report["results"] if r["model"] == "short" and r["beam"] == 1)
+    row["bleu"] += 1.5
+    (run / "reports" / "eval.json").write_text(json.dumps(report))
+    assert_clean_error(run_cli("compare", "--run", run, "--models", "teacher,short",
+                               "--beam", "1", *ARGS), "its eval row says")
+    (run / "reports" / row["hypotheses"]).unlink()
+    assert_clean_error(run_cli("compare", "--run", run, "--models", "teacher,short",
+                               "--beam", "1", *ARGS), "translations of 'short' are missing")
+    assert not (run / "reports" / "compare.json").exists()
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "is damaged"),
+    ('{"format": 1, "comparisons": {"a": 1}}', "is damaged"),
+    ('{"format": 1, "comparisons": [{"a": "x"}]}', "is damaged"),
+    ('[1]', "is damaged"),
+    ('{"format": 99, "comparisons": []}', "written by a newer kdnmt"),
+])
+def test_damaged_report_is_refused_before_the_tests(evaluated: Path, copy_run, content: str,
+                                                    needle: str) -> None:
+    run = copy_run(evaluated)
+    (run / "reports" / "compare.json").write_text(content)
+    assert_clean_error(run_cli("compare", "--run", run, "--models", "teacher,short", *ARGS),
+                       needle)
+    assert (run / "reports" / "compare.json").read_text() == content
+    assert not (run / "reports" / "compare.md").exists()
+
+
+@pytest.mark.parametrize("signature, tokenizer", [
+    ("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.4.3", "13a"),
+    ("nrefs:1|case:mixed|eff:no|tok:ja-mecab-0.996-IPA|smooth:exp|version:2.4.3", "ja-mecab"),
+    ("nrefs:1|case:mixed|eff:no|tok:ko-mecab-0.996/ko-0.9.2-KO|smooth:exp|version:2.4.3",
+     "ko-mecab"),
+    ("nrefs:1|case:mixed|eff:no|tok:zh|smooth:exp|version:2.4.3", "zh"),
+])
+def test_bleu_tokenizer_from_signature(signature: str, tokenizer: str) -> None:
+    from kdnmt.compare import bleu_tokenizer
+
+    assert bleu_tokenizer({"model": "m", "bleu_signature": signature}) == tokenizer
