@@ -150,16 +150,56 @@ def read_curve(path: Path) -> list[CurvePoint]:
     return sorted(points, key=lambda p: p.step)
 
 
-def _label(run: RunDir, name: str) -> str:
-    """The model name, with its KD method when it has one that the name does not say."""
+def _model_info(run: RunDir, name: str) -> dict[str, Any]:
+    """The model's model.json, or {} while it is still training (no model.json yet)."""
     import json
 
-    info_path = run.model_info_path(name)
     try:
-        method = json.loads(info_path.read_text(encoding="utf-8")).get("method")
+        info = json.loads(run.model_info_path(name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        method = None
-    return f"{name} ({method})" if method and method != name else name
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def warm_start(run: RunDir, name: str) -> tuple[str, int] | None:
+    """(parent, its step) when ``name`` started from another model of the run (`--init-from`):
+    its updates continue the parent's, so its curve is drawn from the parent's step on. Read
+    from model.json, or from the ``init_from.json`` record while it is still training."""
+    import json
+
+    from kdnmt.train import INIT_RECORD
+
+    record = _model_info(run, name).get("init_from")
+    if not isinstance(record, dict):
+        try:
+            record = json.loads((run.model_dir(name) / INIT_RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    parent, step = (record.get("name"), record.get("step")) if isinstance(record, dict) \
+        else (None, None)
+    return (parent, step) if isinstance(parent, str) and isinstance(step, int) else None
+
+
+def _label(run: RunDir, name: str) -> str:
+    """The model name, with its KD method when it has one that the name does not say, and the
+    model it continues."""
+    method = _model_info(run, name).get("method")
+    label = f"{name} ({method})" if method and method != name else name
+    start = warm_start(run, name)
+    return label if start is None else f"{label}, from {start[0]} at {start[1]:,}"
+
+
+def plotted_series(run: RunDir, curves: dict[str, list[CurvePoint]]
+                   ) -> dict[str, tuple[list[int], list[float], list[float]]]:
+    """label -> (updates, BLEU, chrF) as drawn: a warm-started model's steps are counted from
+    its parent's, so a fine-tuning stage continues the curve of the model it started from."""
+    series = {}
+    for name, points in curves.items():
+        start = warm_start(run, name)
+        offset = start[1] if start is not None else 0
+        series[_label(run, name)] = ([offset + p.step for p in points], [p.bleu for p in points],
+                                     [p.chrf for p in points])
+    return series
 
 
 def collect_curves(run: RunDir, models: list[str] | None) -> dict[str, list[CurvePoint]]:
@@ -204,14 +244,14 @@ def plot_curves(run: RunDir, curves: dict[str, list[CurvePoint]], dest: Path) ->
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, squeeze=False)[0]
     sentences: set[int] = set()
-    for name, points in curves.items():
-        steps = [p.step for p in points]
-        label = _label(run, name)
-        axes[0].plot(steps, [p.bleu for p in points], marker="o", label=label)
-        axes[1].plot(steps, [p.chrf for p in points], marker="o", label=label)
+    for label, (steps, bleu, chrf) in plotted_series(run, curves).items():
+        axes[0].plot(steps, bleu, marker="o", label=label)
+        axes[1].plot(steps, chrf, marker="o", label=label)
+    for points in curves.values():
         sentences.update(p.sentences for p in points)
     for ax, metric in zip(axes, ("BLEU", "chrF"), strict=True):
-        ax.set_xlabel("training updates")
+        ax.set_xlabel("training updates (a warm-started model's counted from its parent's)"
+                      if any(warm_start(run, n) for n in curves) else "training updates")
         ax.set_ylabel(f"{metric} (greedy)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")

@@ -20,7 +20,7 @@ def plot_command(
         help="Output file, .png, .svg or .pdf (default: RUN/reports/curves.png).")] = None,
 ) -> None:
     """Plot the learning curves written during training (training.bleu_every)."""
-    from kdnmt.curves import CURVES_PNG, best_point, collect_curves, plot_curves
+    from kdnmt.curves import CURVES_PNG, best_point, collect_curves, plot_curves, warm_start
     from kdnmt.rundir import RunDir
 
     rundir = RunDir(run)
@@ -30,6 +30,10 @@ def plot_command(
     for name, points in curves.items():
         best, last = best_point(points), points[-1]
         count = f"{len(points)} point" + ("s" if len(points) != 1 else "")
-        console.print(f"{name}: {count}, last step {last.step} BLEU {last.bleu:.2f}"
-                      f", best BLEU {best.bleu:.2f} at step {best.step}", soft_wrap=True)
+        start = warm_start(rundir, name)
+        offset = start[1] if start is not None else 0
+        since = f" (continues {start[0]} from step {start[1]})" if start is not None else ""
+        console.print(f"{name}: {count}, last step {offset + last.step} BLEU {last.bleu:.2f}"
+                      f", best BLEU {best.bleu:.2f} at step {offset + best.step}{since}",
+                      soft_wrap=True)
     console.print(f"written: {dest}", soft_wrap=True)

@@ -159,6 +159,29 @@ def test_distill_student_has_a_curve_and_plot_draws_every_model(trained_run: Pat
     assert not no_temp_files(run) and not no_temp_files(tmp_path)
 
 
+def test_a_warm_started_model_continues_its_parents_curve(trained_run: Path, copy_run,
+                                                         tmp_path: Path) -> None:
+    """`--init-from teacher` (40 updates): the student's points are drawn at 40 + its own
+    steps, labelled with the model it continues; its curve.csv keeps its own steps."""
+    from kdnmt.curves import collect_curves, plotted_series
+    from kdnmt.rundir import RunDir
+
+    run = copy_run(trained_run)
+    result = run_cli("distill", "--run", run, "--name", "tuned", "--method", "ce",
+                     "--config", _config(tmp_path, bleu_every=10), "--steps", "20",
+                     "--init-from", "teacher")
+    assert result.exit_code == 0, result.output
+    _, curve = _rows(run / "models" / "tuned" / "curve.csv")
+    assert [int(r["step"]) for r in curve] == [10, 20]
+    series = plotted_series(RunDir(run), collect_curves(RunDir(run), ["teacher", "tuned"]))
+    assert series["teacher"][0] == [40]
+    assert series["tuned (ce), from teacher at 40"][0] == [50, 60]
+    result = run_cli("plot", "--run", run, "--models", "teacher,tuned")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^tuned: 2 points, last step 60 .* \(continues teacher from step 40\)$",
+                     result.stdout, re.M)
+
+
 @pytest.mark.parametrize("problem", ["no curve", "unknown model", "model without curve",
                                      "curve without points", "named twice", "bad extension"])
 def test_plot_bad_input(problem: str, prepared_run: Path, trained_run: Path, copy_run,
