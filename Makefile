@@ -38,7 +38,7 @@ help:
 	@$(HELP_ROW) "DEMO_VOCAB=$(DEMO_VOCAB)" "SentencePiece size with DEMO_TEACHER=train"
 	@echo "Recipes (each has a README.md; pass your own DATA= and TEACHER_DIR=):"
 	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile all" "every KD method at equal budgets (also: prepare generate students eval clean; maintainers: corpus)"
-	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile -j2 results" "every method at a real budget, two students at a time (RESULTS_TRAIN, RESULTS_STEPS, SELFEVO_FROM)"
+	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile -j2 results" "every method at a real budget, two students at a time (RESULTS_TRAIN, RESULTS_STEPS, RESULTS_SELFEVO_FROM)"
 	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile study-micro" "the KD study grid (also study-quick, study-full)"
 	@$(HELP_ROW) "make -f recipes/debian-de-en/Makefile selfevo-start" "selfevo as a fine-tuning stage from a ce student"
 	@$(HELP_ROW) "make -f recipes/iwslt14-de-en/Makefile all" "IWSLT14 de-en, downloaded (also: data prepare teacher generate students eval)"
