@@ -67,6 +67,10 @@ def generate_command(
         = _DEFAULT.force,
     device: DecodeDeviceOption = _DEFAULT.device,
     compute_type: ComputeTypeOption = _DEFAULT.compute_type,
+    decode: Annotated[bool, typer.Option(
+        "--decode/--no-decode",
+        help="--no-decode: skip the beam search and compute only the soft targets along the "
+             "references (all word-level KD needs).")] = _DEFAULT.decode,
 ) -> None:
     """Decode the training sources with the teacher (CTranslate2), resumably."""
     from kdnmt.teacher.generate import generate
@@ -78,7 +82,7 @@ def generate_command(
                            batch_tokens=batch_size, lines_per_chunk=lines_per_chunk,
                            max_length=max_length, length_ratio=length_ratio, force=force,
                            engine=engine, ray_address=ray_address, ray_actors=ray_actors,
-                           device=device, compute_type=compute_type)
+                           device=device, compute_type=compute_type, decode=decode)
     start = time.perf_counter()
     with Display(console) as bar:
         tasks: dict[str, int] = {}
@@ -98,6 +102,12 @@ def generate_command(
 
         result = generate(opts, progress=on_progress)
     seconds = time.perf_counter() - start
+    if result.get("decoded") is False:
+        st = result["soft_targets"]
+        console.print(f"[green]soft targets[/]: top-{st['k']} along {st['along']} of "
+                      f"{result['lines']:,} lines in {seconds:.0f} s, nothing decoded → "
+                      f"{run}/generated/{teacher}/{st['path']}/")
+        return
     if "shard" in result:
         console.print(f"shard {result['shard']}: {result['chunks']} chunks "
                       f"({result['decoded']} decoded now) in {seconds:.0f} s; collect every "

@@ -87,6 +87,10 @@ class GenerateOptions:
     #: compute type may choose other hypotheses, and chunks are never mixed.
     device: str = "cpu"
     compute_type: str = "default"
+    #: False (``--no-decode``): only the soft targets along the references, with no beam
+    #: search. Word-level KD reads nothing else, and decoding a real corpus costs hours on a
+    #: CPU, far more than the teacher-forced pass the store needs.
+    decode: bool = True
 
 
 #: The decoding settings a settings.json written before devices were options was made with.
@@ -138,6 +142,20 @@ def _validate(opts: GenerateOptions) -> None:
     check(opts.engine in ENGINE_CHOICES,
           f"--engine must be one of {', '.join(ENGINE_CHOICES)}, got '{opts.engine}'")
     check(opts.ray_actors >= 0, f"--ray-actors must be >= 0, got {opts.ray_actors}")
+    if not opts.decode:
+        _validate_no_decode(opts)
+
+
+def _validate_no_decode(opts: GenerateOptions) -> None:
+    """--no-decode makes soft targets along the references and nothing else: refuse the
+    options that only mean something with decoded hypotheses."""
+    check(opts.soft_targets > 0, "--no-decode computes soft targets only: pass --soft-targets K")
+    check(opts.soft_along == "references",
+          "--no-decode: soft targets along pseudo-targets need the pseudo-targets (decode first)")
+    for flag, used in (("--select", opts.select is not None), ("--filter-ce", opts.filter_ce > 0),
+                       ("--shard", opts.shard is not None), ("--merge", opts.merge),
+                       ("--engine ray", opts.engine != "local")):
+        check(not used, f"--no-decode: {flag} applies to decoding, which --no-decode skips")
     check(opts.engine == "ray" or (opts.ray_address is None and not opts.ray_actors),
           "--ray-address and --ray-actors need --engine ray")
     check_device_name(opts.device)
@@ -148,7 +166,7 @@ def _check_devices(opts: GenerateOptions) -> None:
     """The device can run what this command will run on it (before --force deletes
     anything or a conversion starts). With --engine ray the GPUs are the cluster's, checked
     there by each actor."""
-    if opts.engine == "local" and not opts.merge:
+    if opts.engine == "local" and not opts.merge and opts.decode:
         check_ct2_device(opts.device)
         resolve(opts.device, opts.compute_type, opts.quantization)
     if opts.soft_targets:
@@ -496,6 +514,11 @@ def _decoding(gen: Generation) -> dict[str, Any]:
 def generate(opts: GenerateOptions, progress: ProgressFn = lambda p: None) -> dict[str, Any]:
     """Run `kdnmt generate`; returns its manifest (or, for one shard, the shard's summary)."""
     gen = Generation(opts)
+    if not opts.decode:
+        # the store records its own checksums (teacher, vocabulary, target): no chunk settings
+        # or generate manifest, which describe decoded data, are written or touched
+        return {"decoded": False, "lines": gen.count_source_lines(),
+                "soft_targets": _soft_targets(gen, progress)}
     settings = gen.settings()
     gen.check_settings(settings)
     n_lines = gen.count_source_lines()

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kdnmt.errors import KdnmtError
 from kdnmt.rundir import RunDir
 from kdnmt.teacher.generate import load_generated
 from kdnmt.teacher.store import SoftTargetStore
-from tests.helpers import assert_clean_error, no_temp_files, run_cli
+from tests.helpers import TINY_MODEL, assert_clean_error, no_temp_files, run_cli
 
 pytestmark = pytest.mark.slow  # every test here trains or decodes with a trained model
 
@@ -191,3 +192,44 @@ def test_pseudo_targets_respect_the_length_caps(generated_run: Path) -> None:
     gen = generated_run / "generated" / "teacher"
     for src, hyp in zip(lines(gen / "train.sp.de"), lines(gen / "train.sp.en"), strict=True):
         assert len(hyp.split()) <= length_cap(len(src.split()), 150, 3.0)
+
+
+def test_no_decode_computes_only_the_reference_store(generated_run: Path, trained_run: Path,
+                                                     copy_run, tmp_path: Path) -> None:
+    """--no-decode: the same store as after decoding (byte for byte), nothing decoded, and
+    word-level KD trains from it as its cache."""
+    run = copy_run(trained_run)
+    result = run_cli("generate", "--run", run, "--no-decode", "--soft-targets", "5",
+                     "--lines-per-chunk", "300")
+    assert result.exit_code == 0, result.output
+    assert "nothing decoded" in result.output
+    gen = run / "generated" / "teacher"
+    assert sorted(p.name for p in gen.iterdir()) == ["soft-references"]  # no chunks, manifest
+    made, reference = gen / "soft-references", generated_run / "generated" / "teacher" / "soft-references"
+    assert sorted(p.name for p in made.iterdir()) == sorted(p.name for p in reference.iterdir())
+    for path in reference.iterdir():
+        assert (made / path.name).read_bytes() == path.read_bytes(), path.name
+    config = tmp_path / "student.yaml"
+    config.write_text(yaml.safe_dump({"model": TINY_MODEL, "training": {
+        "batch_size": 512, "valid_steps": 5, "save_steps": 5, "report_every": 5}}))
+    result = run_cli("distill", "--run", run, "--name", "w", "--method", "word",
+                     "--config", config, "--steps", "5")
+    assert result.exit_code == 0, result.output
+    info = json.loads((run / "models" / "w" / "model.json").read_text())
+    assert info["teacher_mode"] == "cache"
+    # sequence-level methods still need decoding, and say so
+    assert_clean_error(run_cli("distill", "--run", run, "--name", "s", "--method", "seq"),
+                       "no generated data")
+    assert not no_temp_files(run)
+
+
+@pytest.mark.parametrize("args, needle", [
+    ((), "pass --soft-targets K"),
+    (("--soft-targets", "4", "--soft-along", "pseudo-targets"), "need the pseudo-targets"),
+    (("--soft-targets", "4", "--nbest", "2", "--select", "closest"), "--select applies"),
+    (("--soft-targets", "4", "--shard", "0/2"), "--shard applies"),
+])
+def test_no_decode_refuses_decoding_options(trained_run: Path, copy_run, args, needle) -> None:
+    run = copy_run(trained_run)
+    assert_clean_error(run_cli("generate", "--run", run, "--no-decode", *args), needle)
+    assert not (run / "generated").exists()
