@@ -5,7 +5,6 @@ CTranslate2 builds, are never compared)."""
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,28 +22,12 @@ def kdnmt(*args: object) -> None:
                    stdout=subprocess.DEVNULL, cwd=REPO)
 
 
-#: The CPU flags that decide which kernels CTranslate2 (oneDNN / its own GEMMs) and torch use.
-KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
-                "amx_bf16", "avx_vnni", "neon", "asimd")
-
-
 def cpu_description() -> dict[str, Any]:
     """The CPU model, the kernel-relevant flags it has, and the cores this process may use."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model") and model in ("", platform.machine(),
-                                                                    platform.processor()):
-                model = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {"cpu": model, "flags": [f for f in KERNEL_FLAGS if f in flags],
-            "cores": len(os.sched_getaffinity(0)), "machine_cpus": os.cpu_count(),
-            "kdnmt_threads": os.environ.get("KDNMT_THREADS")}
+    from kdnmt.devices import cpu_identity
+
+    return {**cpu_identity(), "cores": len(os.sched_getaffinity(0)),
+            "machine_cpus": os.cpu_count(), "kdnmt_threads": os.environ.get("KDNMT_THREADS")}
 
 
 def machine_header(compute_types: dict[str, str] | None = None) -> str:

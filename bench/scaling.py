@@ -69,8 +69,15 @@ def generate_child(run: Path, soft: int, beam: int) -> dict[str, float]:
 
 
 def read_xz(path: Path, n: int) -> list[str]:
-    with lzma.open(path, "rt", encoding="utf-8") as handle:
-        lines = handle.read().split("\n")[:n]
+    """The first ``n`` lines of ``path`` (``NAME.xz``), or of ``NAME`` when only the
+    uncompressed file exists (a corpus directory may hold either)."""
+    plain = path.with_suffix("")
+    if not path.is_file() and plain.is_file():
+        with open(plain, encoding="utf-8") as handle:
+            lines = handle.read().split("\n")[:n]
+    else:
+        with lzma.open(path, "rt", encoding="utf-8") as handle:
+            lines = handle.read().split("\n")[:n]
     if len(lines) < n:
         sys.exit(f"error: {path} has {len(lines)} lines, fewer than {n}")
     return lines

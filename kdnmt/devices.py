@@ -13,6 +13,9 @@ command that never touches the GPU must not pay for CTranslate2's CUDA probe eit
 
 from __future__ import annotations
 
+import platform
+from typing import Any
+
 from kdnmt.errors import KdnmtError, check
 
 DEVICES = ("cpu", "cuda")
@@ -110,6 +113,46 @@ def resolve(device: str, compute_type: str, quantization: str) -> str:
                          f"CTranslate2 {ctranslate2.__version__} here (supported: "
                          f"{', '.join(sorted(supported))})")
     return compute_type
+
+
+#: The CPU flags that decide which kernels CTranslate2 (oneDNN, its own GEMMs) and torch run:
+#: two CPUs that differ in them compute other roundings, so training on them follows other
+#: trajectories from the same seed (docs/results.md measured 1.6 BLEU between two such `ce`s).
+KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+                "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
+                "amx_bf16", "avx_vnni", "neon", "asimd")
+
+
+def cpu_identity(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """This CPU's model name and the kernel-relevant flags it has (Linux's /proc/cpuinfo;
+    the platform's processor name and no flags elsewhere)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model") and model in (
+                        "", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpu": model, "flags": [f for f in KERNEL_FLAGS if f in flags]}
+
+
+def training_machine(device: str, precision: str) -> dict[str, Any]:
+    """What a training sitting ran on, for model.json: the same command on another CPU (or
+    torch, or thread count) computes other roundings and ends at another model, so a figure
+    is only reproducible together with this."""
+    import torch
+
+    record: dict[str, Any] = {**cpu_identity(), "torch": torch.__version__,
+                              "threads": torch.get_num_threads(), "device": device,
+                              "precision": precision}
+    if device == "cuda" and torch.cuda.is_available():
+        record["gpu"] = torch.cuda.get_device_name(0)
+    return record
 
 
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:

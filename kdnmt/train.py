@@ -8,6 +8,7 @@ checkpoint, step, parameter count and checksums.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import shutil
 from collections.abc import Callable
@@ -24,6 +25,33 @@ from kdnmt.rundir import RunDir
 
 #: The record of a warm start (``--init-from``) inside the model directory.
 INIT_RECORD = "init_from.json"
+#: One entry per sitting (a start or a resume): the step it started at and the machine it ran on.
+SITTINGS_RECORD = "sittings.json"
+
+
+def record_sitting(model_dir: Path, start_step: int, device: str,
+                   precision: str) -> list[dict[str, Any]]:
+    """Append this sitting to ``sittings.json`` and return every sitting so far. Sittings
+    that started at or after ``start_step`` are dropped: a resume from an earlier checkpoint
+    replaces what they trained. Why kept: the same command on another CPU computes other
+    roundings and ends elsewhere, so model.json must say what each part ran on."""
+    from kdnmt.devices import training_machine
+
+    path = model_dir / SITTINGS_RECORD
+    sittings: list[dict[str, Any]] = []
+    if start_step > 0 and path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            loaded = []  # damaged by hand: the record restarts, training does not fail
+        if isinstance(loaded, list):
+            sittings = [x for x in loaded
+                        if isinstance(x, dict) and int(x.get("start_step", 0)) < start_step]
+    sittings.append({"start_step": start_step,
+                     "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                     **training_machine(device, precision)})
+    write_json(path, sittings)
+    return sittings
 
 
 @dataclass
@@ -279,6 +307,7 @@ def train(
                               sentences=config.training.bleu_sentences,
                               max_length=config.training.max_length, start_step=start_step,
                               src=src, tgt=tgt, on_point=on_curve)
+    sittings = record_sitting(model_dir, start_step, opts.device, config.training.precision)
     on_start(config, start_step)
     if curve is not None and train_from is not None:
         curve(start_step, train_from, False)  # a kill between a checkpoint and its point
@@ -336,6 +365,7 @@ def train(
         "src": src,
         "tgt": tgt,
         "config": config.to_dict(),
+        "sittings": sittings,
     }
     if result.last_valid is not None:
         info["valid"] = {"step": result.last_valid.step, "loss": result.last_valid.loss,

@@ -462,3 +462,11 @@ def test_resumed_training_ends_as_an_uninterrupted_run(dropout: float, prepared_
     assert_same_state(load_checkpoint(model_dir / "model_step_20.pt"),
                       load_checkpoint(straight / "models" / "m" / "model_step_20.pt"),
                       f"resumed at step 10 (dropout {dropout})")
+    # model.json says what each sitting ran on: one sitting straight, two when resumed
+    straight_info = json.loads((straight / "models" / "m" / "model.json").read_text())
+    resumed_info = json.loads((model_dir / "model.json").read_text())
+    assert [x["start_step"] for x in straight_info["sittings"]] == [0]
+    assert [x["start_step"] for x in resumed_info["sittings"]] == [0, 10]
+    for sitting in resumed_info["sittings"]:
+        assert sitting["cpu"] and sitting["torch"] and sitting["threads"] >= 1
+        assert sitting["device"] == "cpu" and sitting["precision"] == "fp32"
