@@ -250,7 +250,7 @@ def plot_curves(run: RunDir, curves: dict[str, list[CurvePoint]], dest: Path) ->
     for points in curves.values():
         sentences.update(p.sentences for p in points)
     for ax, metric in zip(axes, ("BLEU", "chrF"), strict=True):
-        ax.set_xlabel("training updates (a warm-started model's counted from its parent's)"
+        ax.set_xlabel("training updates\n(a warm-started model's counted from its parent's)"
                       if any(warm_start(run, n) for n in curves) else "training updates")
         ax.set_ylabel(f"{metric} (greedy)")
         ax.grid(alpha=0.3)
