@@ -142,6 +142,10 @@ def _validate(opts: GenerateOptions) -> None:
     check(opts.engine in ENGINE_CHOICES,
           f"--engine must be one of {', '.join(ENGINE_CHOICES)}, got '{opts.engine}'")
     check(opts.ray_actors >= 0, f"--ray-actors must be >= 0, got {opts.ray_actors}")
+    check(opts.engine == "ray" or (opts.ray_address is None and not opts.ray_actors),
+          "--ray-address and --ray-actors need --engine ray")
+    check_device_name(opts.device)
+    check_compute_type_name(opts.compute_type)
     if not opts.decode:
         _validate_no_decode(opts)
 
@@ -156,10 +160,6 @@ def _validate_no_decode(opts: GenerateOptions) -> None:
                        ("--shard", opts.shard is not None), ("--merge", opts.merge),
                        ("--engine ray", opts.engine != "local")):
         check(not used, f"--no-decode: {flag} applies to decoding, which --no-decode skips")
-    check(opts.engine == "ray" or (opts.ray_address is None and not opts.ray_actors),
-          "--ray-address and --ray-actors need --engine ray")
-    check_device_name(opts.device)
-    check_compute_type_name(opts.compute_type)
 
 
 def _check_devices(opts: GenerateOptions) -> None:
