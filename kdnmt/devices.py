@@ -126,7 +126,8 @@ KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "
 def cpu_identity(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
     """This CPU's model name and the kernel-relevant flags it has (Linux's /proc/cpuinfo;
     the platform's processor name and no flags elsewhere)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model: str = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         with open(cpuinfo, encoding="utf-8") as handle:
             for line in handle:
