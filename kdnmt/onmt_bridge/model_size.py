@@ -1,14 +1,16 @@
-"""Parameter counts of a configuration, by building the OpenNMT-py model (not a formula).
+"""Models of a given shape built by OpenNMT-py itself, without training them.
 
-Used to document the presets truthfully: the test suite rebuilds each preset and compares
-with docs/train.md.
+Parameter counts (not a formula): the test suite rebuilds each preset and compares with
+docs/train.md. Untrained checkpoints of a student shape in its teacher's vocabulary: decoding
+speed at a fixed length depends only on the shape (bench/shape_speed.py).
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from kdnmt.config import TrainConfig
+from kdnmt.config import ModelConfig, TrainConfig
 from kdnmt.onmt_bridge import shims
 
 shims.install()
@@ -49,6 +51,47 @@ def count_parameters_for(config: TrainConfig, vocab_entries: int) -> int:
             seen.add(id(param))
             total += param.numel()
     return total
+
+
+def untrained_like(checkpoint: dict[str, Any], shape: ModelConfig) -> dict[str, Any]:
+    """A checkpoint with ``checkpoint``'s vocabulary and options but the transformer ``shape``
+    and freshly initialised weights.
+
+    What for: decoding speed at a fixed output length depends on the shape, not on the weights,
+    so a student shape's speed against its teacher can be measured before hours of training
+    (bench/shape_speed.py). Only ``model``, ``generator``, ``vocab`` and ``opt`` are filled:
+    enough for CTranslate2's converter, not for resuming training.
+    """
+    import copy
+
+    import torch
+    from onmt.inputters.inputter import dict_to_vocabs
+    from onmt.model_builder import build_base_model
+
+    shape.validate()
+    opt = copy.deepcopy(checkpoint["opt"])
+    for key, value in {
+        "enc_layers": shape.enc_layers, "dec_layers": shape.dec_layers,
+        "hidden_size": shape.hidden_size, "enc_hid_size": shape.hidden_size,
+        "dec_hid_size": shape.hidden_size, "word_vec_size": shape.hidden_size,
+        "src_word_vec_size": shape.hidden_size, "tgt_word_vec_size": shape.hidden_size,
+        "transformer_ff": shape.ff_size, "heads": shape.heads, "layers": -1,
+    }.items():
+        setattr(opt, key, value)
+    model = build_base_model(opt, dict_to_vocabs(checkpoint["vocab"]))
+    # OpenNMT-py builds its modules without initialising them (build_model does that after):
+    # the Glorot initialisation a new training run uses, norms at one, biases at zero.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() > 1:
+                torch.nn.init.xavier_uniform_(param)
+            elif name.endswith("bias"):
+                param.zero_()
+            else:
+                param.fill_(1.0)
+    state = {k: v for k, v in model.state_dict().items() if "generator" not in k}
+    return {"model": state, "generator": model.generator.state_dict(),
+            "vocab": checkpoint["vocab"], "opt": opt, "optim": None}
 
 
 def main() -> None:  # pragma: no cover - a helper for writing docs/train.md
