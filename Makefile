@@ -33,6 +33,7 @@ help:
 	@$(HELP_ROW) "DEMO_TEACHER_MAX_MINUTES=$(DEMO_TEACHER_MAX_MINUTES)" "its safety cap in minutes"
 	@$(HELP_ROW) "DEMO_STUDENT_STEPS=$(DEMO_STUDENT_STEPS)" "updates of each student (ce and seq)"
 	@$(HELP_ROW) "DEMO_STUDENT_MAX_MINUTES=$(DEMO_STUDENT_MAX_MINUTES)" "their safety cap in minutes"
+	@$(HELP_ROW) "DEMO_STUDENT_CONFIG=$(DEMO_STUDENT_CONFIG)" "their schedule (chosen on validation for 2,400 updates)"
 	@$(HELP_ROW) "DEMO_STUDENT_THREADS=$(DEMO_STUDENT_THREADS)" "threads of each student (they train side by side)"
 	@$(HELP_ROW) "DEMO_PRECISION=$(DEMO_PRECISION)" "training arithmetic: bf16 where the CPU has it natively, else fp32"
 	@$(HELP_ROW) "DEMO_VOCAB=$(DEMO_VOCAB)" "SentencePiece size with DEMO_TEACHER=train"

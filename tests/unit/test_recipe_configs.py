@@ -14,7 +14,8 @@ from kdnmt.config import resolve_config
 REPO = Path(__file__).resolve().parents[2]
 #: The recipes' --config files (the study grids are `kdnmt study --grid` files, tested there).
 TRAINING_CONFIGS = ["recipes/demo/teacher.yaml", "recipes/demo/bundled-teacher.yaml",
-                    "recipes/demo/student.yaml", "recipes/debian-de-en/student.yaml",
+                    "recipes/demo/student.yaml", "recipes/demo/demo-student.yaml",
+                    "recipes/debian-de-en/student.yaml",
                     "recipes/debian-de-en/finetune.yaml"]
 
 
